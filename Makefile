@@ -1,0 +1,68 @@
+# The front door: `make dev` serves locally, `make test` proves everything. Both start from nothing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.13: develop, test and build with the same version (pyenv's if not on PATH).
+PYTHON ?= $(shell for p in python3.13 $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13; do \
+	"$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+# SAM CLI and checkov cannot share a venv (their pins conflict): each gets its own.
+SAM_BIN := .venv-sam/bin
+CHECKOV_BIN := .venv-checkov/bin
+PIP_QUIET := --quiet --disable-pip-version-check
+EVENT ?= events/chat.json
+
+.PHONY: help install dev test lint format invoke lint-template build
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "python3.13 not found: install it or pass PYTHON=/path/to/python3.13"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) -r requirements-dev.txt
+	@touch $@
+
+install: $(BIN)/.installed  ## Create .venv with the runtime and dev dependencies
+
+dev: install  ## Serve the API on http://localhost:8000 with reload (reads .env if present)
+	$(BIN)/uvicorn chat_api.main:create_app --factory --app-dir functions \
+		--host 127.0.0.1 --port 8000 --reload --reload-dir functions \
+		$(if $(wildcard .env),--env-file .env)
+
+lint: install  ## ruff (lint and format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install  ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint lint-template  ## Lint, then run the whole test suite (no network)
+	$(BIN)/pytest
+
+invoke: install  ## Run EVENT (default events/chat.json) through the real Lambda handler in-process
+	PYTHONPATH=functions $(BIN)/python scripts/invoke.py $(EVENT)
+
+$(SAM_BIN)/.installed: requirements-sam.txt
+	@test -n "$(PYTHON)" || { echo "python3.13 not found: install it or pass PYTHON=/path/to/python3.13"; exit 1; }
+	$(PYTHON) -m venv .venv-sam
+	$(SAM_BIN)/pip install $(PIP_QUIET) -r requirements-sam.txt
+	@touch $@
+
+$(CHECKOV_BIN)/.installed: requirements-checkov.txt
+	@test -n "$(PYTHON)" || { echo "python3.13 not found: install it or pass PYTHON=/path/to/python3.13"; exit 1; }
+	$(PYTHON) -m venv .venv-checkov
+	$(CHECKOV_BIN)/pip install $(PIP_QUIET) -r requirements-checkov.txt
+	@touch $@
+
+lint-template: $(SAM_BIN)/.installed $(CHECKOV_BIN)/.installed  ## sam validate --lint, cfn-lint and checkov on template.yaml (offline)
+	SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam validate --lint --template-file template.yaml
+	$(SAM_BIN)/cfn-lint template.yaml
+	$(CHECKOV_BIN)/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
+
+# sam build looks for the function's python3.13 on PATH; pyenv's may not be there.
+build: $(SAM_BIN)/.installed  ## sam build: the function and its arm64 wheels into .aws-sam/build (no Docker)
+	PATH="$(dir $(PYTHON)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam build

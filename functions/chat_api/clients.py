@@ -1,0 +1,47 @@
+"""Clients created once per warm container, lazily, and injected with `Depends`."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from openai import AsyncOpenAI
+
+from chat_api.config import get_settings
+from chat_api.services.api_key import OpenAIKeySource
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+
+@cache
+def get_secrets_client() -> SecretsManagerClient:
+    """Secrets Manager client; boto3 is imported only when a secret is configured."""
+    import boto3  # deferred: boto3 costs cold-start time
+
+    return boto3.client("secretsmanager")
+
+
+@cache
+def get_key_source() -> OpenAIKeySource:
+    """Where the OpenAI key comes from, with its cache."""
+    return OpenAIKeySource(get_settings(), secrets_client_factory=get_secrets_client)
+
+
+@cache
+def get_openai_client() -> AsyncOpenAI:
+    """The OpenAI client; it asks the key source for the key on every request."""
+    settings = get_settings()
+    return AsyncOpenAI(
+        api_key=get_key_source(),
+        base_url=settings.openai_base_url,
+        timeout=settings.openai_timeout_seconds,
+        max_retries=settings.openai_max_retries,
+    )
+
+
+async def close_openai_client() -> None:
+    """Close the OpenAI client's connections, if one was made (server shutdown)."""
+    if get_openai_client.cache_info().currsize:
+        await get_openai_client().close()
+        get_openai_client.cache_clear()

@@ -1,0 +1,39 @@
+"""AWS Lambda entry point: Mangum adapts API Gateway, ALB and function URL events to the app."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from mangum import Mangum
+from mangum.handlers import APIGateway
+
+from chat_api.main import create_app
+
+if TYPE_CHECKING:
+    from mangum.types import Scope
+
+
+class StageAwareAPIGateway(APIGateway):
+    """REST API events, with the stage prefix (`/Prod`) as the ASGI root path.
+
+    On the execute-api URL the client sees `/Prod/docs`; without a root path the docs page
+    would load its schema from `/openapi.json`, outside the stage.
+    """
+
+    @property
+    def scope(self) -> Scope:
+        scope = super().scope
+        requested_path = self.event["requestContext"].get("path") or ""
+        route_path = scope["path"]
+        if requested_path.endswith(route_path) and requested_path != route_path:
+            scope["root_path"] = requested_path[: -len(route_path)]
+            scope["path"] = requested_path
+        return scope
+
+
+# Mangum calls asyncio.get_event_loop(), which warns on Python 3.12+ without a current loop.
+# One loop for the container also keeps the cached OpenAI client's connections reusable.
+asyncio.set_event_loop(asyncio.new_event_loop())
+
+handler = Mangum(create_app(), lifespan="off", custom_handlers=[StageAwareAPIGateway])

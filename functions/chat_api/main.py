@@ -1,0 +1,54 @@
+"""The FastAPI application, built by one factory for uvicorn, Lambda and tests alike."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from chat_api.body_limit import BodySizeLimitMiddleware
+from chat_api.clients import close_openai_client
+from chat_api.config import get_settings
+from chat_api.errors import register_error_handlers
+from chat_api.routes import chat, health
+from chat_api.schemas import ErrorResponse
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Nothing to open (clients are lazy); close the OpenAI connections on shutdown."""
+    yield
+    await close_openai_client()
+
+
+def create_app() -> FastAPI:
+    """Build the app; invalid configuration (such as CORS `*` with credentials) fails here."""
+    settings = get_settings()
+    app = FastAPI(
+        title="Chat API",
+        summary="A serverless chat API in front of OpenAI.",
+        version="1.0.0",
+        lifespan=lifespan,
+        # "default" documents the error shape for any status, and stops FastAPI from declaring
+        # a 422 that this API never sends (validation errors are 400).
+        responses={
+            "default": {"model": ErrorResponse, "description": "Any error"},
+            404: {"model": ErrorResponse, "description": "No such route"},
+            405: {"model": ErrorResponse, "description": "Method not allowed on this route"},
+        },
+    )
+    app.include_router(chat.router)
+    app.include_router(health.router)
+    register_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization", "X-Api-Key"],
+        )
+    return app

@@ -1,0 +1,100 @@
+"""Shared fixtures: a clean environment per test, the fake OpenAI server, AWS through moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from scripts.invoke import LocalContext
+
+from chat_api.clients import get_key_source, get_openai_client, get_secrets_client
+from chat_api.config import Settings, get_settings
+from chat_api.main import create_app
+from tests.fake_openai import FakeOpenAI
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+TEST_OPENAI_KEY = "sk-test-canary-0123456789abcdef"
+
+Configure = Callable[..., None]
+AppClient = Callable[[], TestClient]
+
+
+def clear_caches() -> None:
+    """Forget settings and clients, so the next request reads the environment again."""
+    for factory in (get_settings, get_openai_client, get_key_source, get_secrets_client):
+        factory.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No variable of the developer's shell or `.env` leaks in; AWS credentials are dummies."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    clear_caches()
+    yield
+    clear_caches()
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
+    """Set environment variables (None removes one) and drop cached settings and clients."""
+
+    def apply(**variables: str | None) -> None:
+        for name, value in variables.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        clear_caches()
+
+    return apply
+
+
+@pytest.fixture
+def fake_openai(configure: Configure) -> Iterator[FakeOpenAI]:
+    """The loopback OpenAI server, with the service pointed at it and a test key set."""
+    server = FakeOpenAI().start()
+    configure(
+        OPENAI_BASE_URL=server.base_url,
+        OPENAI_API_KEY=TEST_OPENAI_KEY,
+        OPENAI_TIMEOUT_SECONDS="5",
+        OPENAI_MAX_RETRIES="0",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(fake_openai: FakeOpenAI) -> Iterator[TestClient]:
+    """The ASGI app over HTTP, one event loop for the whole test (as in a warm container)."""
+    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def app_client() -> AppClient:
+    """Build a fresh app from the current environment (for tests that configure it first)."""
+    return lambda: TestClient(create_app(), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def lambda_context() -> LocalContext:
+    """A Lambda context with the full time budget left."""
+    return LocalContext()
+
+
+def load_event(name: str, **overrides: Any) -> dict[str, Any]:
+    """A sample event from events/, with top-level fields replaced (e.g. body)."""
+    event: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text())
+    event.update(overrides)
+    return event

@@ -1,0 +1,154 @@
+"""A real loopback HTTP server that speaks OpenAI's chat completions wire protocol.
+
+Tests script its replies (status, body, headers, delay, dropped connection) so that the real
+`openai` client, with its retries and timeouts, talks to it exactly as it would to OpenAI.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer. Defaults to a normal completion that echoes the last message."""
+
+    status: int = 200
+    body: dict[str, Any] | bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop_connection: bool = False
+
+
+@dataclass
+class RecordedRequest:
+    """What the server received: for asserting on the key, the model and the messages sent."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: dict[str, Any]
+
+
+def completion(content: str, model: str = "gpt-4o-mini", prompt_tokens: int = 9) -> dict[str, Any]:
+    """A chat.completion body as OpenAI returns it."""
+    completion_tokens = len(content.split())
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def error_body(message: str, error_type: str, code: str | None = None) -> dict[str, Any]:
+    """An error body in OpenAI's format."""
+    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+class FakeOpenAI:
+    """The server, its scripted replies and the requests it received."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def enqueue(self, *replies: Reply) -> None:
+        """Answer the next requests with these replies, in order, then with the default."""
+        with self._lock:
+            self.replies.extend(replies)
+
+    def _next_reply(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            return self.replies.pop(0) if self.replies else Reply()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Without it every response waits on Nagle's algorithm (~40 ms a call).
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Keep test output quiet."""
+
+            def do_GET(self) -> None:
+                self._answer({})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                raw = self.rfile.read(length) if length else b"{}"
+                self._answer(json.loads(raw or b"{}"))
+
+            def _answer(self, payload: dict[str, Any]) -> None:
+                recorded = RecordedRequest(
+                    method=self.command,
+                    path=self.path,
+                    headers={key.lower(): value for key, value in self.headers.items()},
+                    json=payload,
+                )
+                reply = fake._next_reply(recorded)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop_connection:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                body = reply.body if reply.body is not None else _default_body(payload)
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(reply.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        return Handler
+
+
+def _default_body(payload: dict[str, Any]) -> dict[str, Any]:
+    messages = payload.get("messages") or [{"content": ""}]
+    return completion(f"Echo: {messages[-1].get('content', '')}", payload.get("model", "gpt"))

@@ -1,0 +1,58 @@
+"""Configuration: CORS from settings, refused when unsafe, and the OpenAI client's limits."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from chat_api.clients import get_openai_client
+from chat_api.main import create_app
+from tests.conftest import Configure
+
+
+def test_cors_allows_a_configured_origin(configure: Configure) -> None:
+    configure(CORS_ALLOW_ORIGINS="https://app.example.com, https://admin.example.com")
+
+    with TestClient(create_app()) as client:
+        response = client.options(
+            "/chat",
+            headers={
+                "origin": "https://admin.example.com",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "https://admin.example.com"
+
+
+def test_cors_ignores_an_unlisted_origin(configure: Configure) -> None:
+    configure(CORS_ALLOW_ORIGINS="https://app.example.com")
+
+    with TestClient(create_app()) as client:
+        response = client.get("/health", headers={"origin": "https://evil.example.net"})
+
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_wildcard_with_credentials_is_refused_at_start_up(configure: Configure) -> None:
+    configure(CORS_ALLOW_ORIGINS="*", CORS_ALLOW_CREDENTIALS="true")
+
+    with pytest.raises(ValidationError, match="cannot be combined with CORS_ALLOW_CREDENTIALS"):
+        create_app()
+
+
+def test_openai_client_ends_before_the_gateway_limit_by_default() -> None:
+    client = get_openai_client()
+
+    attempts = client.max_retries + 1
+    assert isinstance(client.timeout, float)
+    assert client.timeout * attempts < 29
+
+
+def test_openai_base_url_is_honoured(configure: Configure) -> None:
+    configure(OPENAI_BASE_URL="http://127.0.0.1:9/compat/v1")
+
+    assert str(get_openai_client().base_url) == "http://127.0.0.1:9/compat/v1/"

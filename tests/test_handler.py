@@ -1,0 +1,157 @@
+"""The real Lambda handler with real event shapes: REST v1, HTTP API v2, ALB, function URL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripts.invoke import LocalContext
+
+from chat_api.clients import close_openai_client
+from tests.conftest import load_event
+from tests.fake_openai import FakeOpenAI, Reply, error_body
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@pytest.fixture
+def invoke(fake_openai: FakeOpenAI, lambda_context: LocalContext) -> Iterator[Invoke]:
+    """Import the handler module as Lambda would (fresh, from the configured environment)."""
+    sys.modules.pop("chat_api.handler", None)
+    module = importlib.import_module("chat_api.handler")
+    yield lambda event: module.handler(event, lambda_context)
+    # The module owns one event loop for the container; close it like a container's end.
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    loop.run_until_complete(close_openai_client())
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+@pytest.mark.parametrize(
+    ("event_file", "greeting"),
+    [
+        ("chat.json", "Hello from sam local invoke"),
+        ("chat-http-api.json", "Hello from an HTTP API"),
+        ("chat-alb.json", "Hello from an Application Load Balancer"),
+        ("chat-function-url.json", "Hello from a function URL"),
+    ],
+)
+def test_chat_answers_through_each_event_kind(
+    invoke: Invoke, event_file: str, greeting: str
+) -> None:
+    response = invoke(load_event(event_file))
+
+    assert response["statusCode"] == 200
+    assert body_of(response)["response"] == f"Echo: {greeting}"
+
+
+def test_two_invocations_in_a_row_reuse_the_container(
+    invoke: Invoke, fake_openai: FakeOpenAI
+) -> None:
+    first = invoke(load_event("chat.json", body=json.dumps({"message": "one"})))
+    second = invoke(load_event("chat.json", body=json.dumps({"message": "two"})))
+
+    assert body_of(first)["response"] == "Echo: one"
+    assert body_of(second)["response"] == "Echo: two"
+    assert len(fake_openai.requests) == 2
+
+
+def test_base64_encoded_body_is_decoded(invoke: Invoke) -> None:
+    body = json.dumps({"message": "encoded"}).encode()
+    event = load_event(
+        "chat-http-api.json", body=base64.b64encode(body).decode(), isBase64Encoded=True
+    )
+
+    assert body_of(invoke(event))["response"] == "Echo: encoded"
+
+
+def test_health_event_does_not_call_openai(invoke: Invoke, fake_openai: FakeOpenAI) -> None:
+    response = invoke(load_event("health.json"))
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == {"status": "ok"}
+    assert fake_openai.requests == []
+
+
+def test_docs_on_the_stage_url_load_the_schema_from_the_stage(invoke: Invoke) -> None:
+    response = invoke(load_event("docs.json"))
+
+    assert response["statusCode"] == 200
+    assert "'/Prod/openapi.json'" in response["body"]
+
+
+def test_openapi_on_the_stage_url_names_the_stage_as_server(invoke: Invoke) -> None:
+    event = load_event("docs.json", path="/openapi.json", resource="/openapi.json")
+    event["requestContext"] = {**event["requestContext"], "path": "/Prod/openapi.json"}
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 200
+    assert body_of(response)["servers"] == [{"url": "/Prod"}]
+
+
+def test_custom_domain_without_stage_prefix_serves_docs_at_the_root(invoke: Invoke) -> None:
+    event = load_event("docs.json")
+    event["requestContext"] = {**event["requestContext"], "path": "/docs"}
+
+    response = invoke(event)
+
+    assert "'/openapi.json'" in response["body"]
+
+
+def test_bad_json_through_the_handler_is_400(invoke: Invoke) -> None:
+    response = invoke(load_event("chat.json", body="{not json"))
+
+    assert response["statusCode"] == 400
+    assert body_of(response) == {"error": "Request body is not valid JSON."}
+
+
+def test_unknown_route_through_the_handler_is_json_404(invoke: Invoke) -> None:
+    event = load_event("chat-http-api.json", rawPath="/missing")
+    event["requestContext"] = {
+        **event["requestContext"],
+        "http": {**event["requestContext"]["http"], "path": "/missing"},
+    }
+
+    response = invoke(event)
+
+    assert response["statusCode"] == 404
+    assert body_of(response)["error"] == "No route for POST /missing."
+
+
+def test_upstream_rate_limit_through_the_handler_keeps_retry_after(
+    invoke: Invoke, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(
+        Reply(status=429, body=error_body("slow down", "requests"), headers={"retry-after": "3"})
+    )
+
+    response = invoke(load_event("chat.json"))
+
+    assert response["statusCode"] == 429
+    assert response["headers"]["retry-after"] == "3"
+
+
+def test_handler_import_raises_no_deprecation_warning() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import chat_api.handler"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(FUNCTIONS_DIR)},
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
