@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from chat_api.clients import get_openai_client
+from chat_api.config import get_settings
 from chat_api.main import create_app
 from tests.conftest import Configure
 
@@ -56,3 +57,13 @@ def test_openai_base_url_is_honoured(configure: Configure) -> None:
     configure(OPENAI_BASE_URL="http://127.0.0.1:9/compat/v1")
 
     assert str(get_openai_client().base_url) == "http://127.0.0.1:9/compat/v1/"
+
+
+def test_empty_variables_count_as_unset(configure: Configure) -> None:
+    configure(OPENAI_API_KEY="", OPENAI_BASE_URL="", OPENAI_MODEL="")
+
+    settings = get_settings()
+
+    assert settings.openai_api_key is None
+    assert settings.openai_base_url == "https://api.openai.com/v1"
+    assert settings.openai_model == "gpt-4o-mini"

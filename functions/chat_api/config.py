@@ -14,11 +14,14 @@ class Settings(BaseSettings):
 
     # Local runs load `.env` through python-dotenv (uvicorn --env-file, scripts/invoke.py);
     # on Lambda the function's environment is the only source.
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # An empty variable (`OPENAI_API_KEY=` in .env) counts as unset.
+    model_config = SettingsConfigDict(
+        env_file=None, env_ignore_empty=True, extra="ignore", frozen=True
+    )
 
     openai_api_key: SecretStr | None = None
     openai_api_key_secret_id: str | None = None
-    openai_base_url: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
     # Each attempt times out and is retried at most once, so a call ends before
     # API Gateway's 29 s integration limit: 2 x 12 s plus backoff.
