@@ -18,11 +18,16 @@ EVENT ?= events/chat.json
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# $(call make-venv,DIR,REQUIREMENTS): a python3.13 venv with those requirements, stamped when done.
+define make-venv
 	@test -n "$(PYTHON)" || { echo "python3.13 not found: install it or pass PYTHON=/path/to/python3.13"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_QUIET) -r requirements-dev.txt
-	@touch $@
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install $(PIP_QUIET) -r $(2)
+	@touch $(1)/bin/.installed
+endef
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(call make-venv,$(VENV),requirements-dev.txt)
 
 install: $(BIN)/.installed  ## Create .venv with the runtime and dev dependencies
 
@@ -47,16 +52,10 @@ invoke: install  ## Run EVENT (default events/chat.json) through the real Lambda
 	PYTHONPATH=functions $(BIN)/python scripts/invoke.py $(EVENT)
 
 $(SAM_BIN)/.installed: requirements-sam.txt
-	@test -n "$(PYTHON)" || { echo "python3.13 not found: install it or pass PYTHON=/path/to/python3.13"; exit 1; }
-	$(PYTHON) -m venv .venv-sam
-	$(SAM_BIN)/pip install $(PIP_QUIET) -r requirements-sam.txt
-	@touch $@
+	$(call make-venv,.venv-sam,requirements-sam.txt)
 
 $(CHECKOV_BIN)/.installed: requirements-checkov.txt
-	@test -n "$(PYTHON)" || { echo "python3.13 not found: install it or pass PYTHON=/path/to/python3.13"; exit 1; }
-	$(PYTHON) -m venv .venv-checkov
-	$(CHECKOV_BIN)/pip install $(PIP_QUIET) -r requirements-checkov.txt
-	@touch $@
+	$(call make-venv,.venv-checkov,requirements-checkov.txt)
 
 lint-template: $(SAM_BIN)/.installed $(CHECKOV_BIN)/.installed  ## sam validate --lint, cfn-lint and checkov on template.yaml (offline)
 	SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam validate --lint --template-file template.yaml
@@ -65,4 +64,4 @@ lint-template: $(SAM_BIN)/.installed $(CHECKOV_BIN)/.installed  ## sam validate 
 
 # sam build looks for the function's python3.13 on PATH; pyenv's may not be there.
 build: $(SAM_BIN)/.installed  ## sam build: the function and its arm64 wheels into .aws-sam/build (no Docker)
-	PATH="$(dir $(PYTHON)):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam build
+	PATH="$$(dirname "$$(command -v $(PYTHON))"):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam build

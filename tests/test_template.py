@@ -1,0 +1,279 @@
+"""The SAM template, samconfig.toml and sample events: the deployment's promises, read as data."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+API = "ChatApi"
+FUNCTION = "ChatFunction"
+SECRET_PARAMETER = "OpenAIKeySecretArn"
+PUBLIC_ROUTES = [
+    ("GET", "/health"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+    ("GET", "/openapi.json"),
+]
+API_GATEWAY_TIMEOUT_SECONDS = 29
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """A safe YAML loader that reads `!Ref X` as `{"Ref": "X"}` and `!Sub s` as `{"Fn::Sub": s}`."""
+
+
+def _construct_intrinsic(
+    loader: CloudFormationLoader, suffix: str, node: yaml.Node
+) -> dict[str, Any]:
+    key = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    return {key: value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def _load_template() -> dict[str, Any]:
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CloudFormationLoader)  # noqa: S506
+    assert isinstance(template, dict)
+    return template
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return _load_template()
+
+
+@pytest.fixture(scope="module")
+def function(template: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = template["Resources"][FUNCTION]["Properties"]
+    return properties
+
+
+def _api_key_required(template: dict[str, Any], method: str, path: str) -> bool:
+    """Whether API Gateway demands a key for this route: the event's setting, else the API's."""
+    api_default = template["Resources"][API]["Properties"]["Auth"]["ApiKeyRequired"]
+    events = template["Resources"][FUNCTION]["Properties"]["Events"].values()
+    for event in events:
+        properties = event["Properties"]
+        if (properties["Method"].upper(), properties["Path"]) == (method, path):
+            return bool(properties.get("Auth", {}).get("ApiKeyRequired", api_default))
+    raise AssertionError(f"no event for {method} {path}")
+
+
+def _walk(node: Any, key: str | None = None) -> list[tuple[str | None, Any]]:
+    """Every (key, value) pair below node; list items are paired with their list's key."""
+    pairs: list[tuple[str | None, Any]] = []
+    if isinstance(node, dict):
+        for child_key, child in node.items():
+            pairs.append((child_key, child))
+            pairs.extend(_walk(child, child_key))
+    elif isinstance(node, list):
+        for item in node:
+            pairs.append((key, item))
+            pairs.extend(_walk(item, key))
+    return pairs
+
+
+def test_functions_run_python313_on_arm64(template: dict[str, Any]) -> None:
+    shared = template["Globals"]["Function"]
+    assert shared["Runtime"] == "python3.13"
+    assert shared["Architectures"] == ["arm64"]
+
+
+def test_function_times_out_before_api_gateway_and_sets_memory(template: dict[str, Any]) -> None:
+    shared = template["Globals"]["Function"]
+    assert isinstance(shared["Timeout"], int)
+    assert shared["Timeout"] < API_GATEWAY_TIMEOUT_SECONDS
+    assert shared["MemorySize"] >= 256
+
+
+def test_handler_points_at_the_package_in_code_uri(function: dict[str, Any]) -> None:
+    assert function["Handler"] == "chat_api.handler.handler"
+    module = ROOT / function["CodeUri"] / "chat_api" / "handler.py"
+    assert module.is_file()
+
+
+def test_environment_is_read_from_parameters(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    variables = function["Environment"]["Variables"]
+    assert variables == {
+        "OPENAI_API_KEY_SECRET_ID": {"Ref": SECRET_PARAMETER},
+        "OPENAI_MODEL": {"Ref": "OpenAIModel"},
+        "SYSTEM_PROMPT": {"Ref": "SystemPrompt"},
+        "CORS_ALLOW_ORIGINS": {"Ref": "CorsAllowOrigins"},
+    }
+    for variable in variables.values():
+        assert variable["Ref"] in template["Parameters"]
+
+
+def test_chat_requires_an_api_key(template: dict[str, Any]) -> None:
+    assert _api_key_required(template, "POST", "/chat")
+
+
+@pytest.mark.parametrize(("method", "path"), PUBLIC_ROUTES)
+def test_public_routes_need_no_api_key(template: dict[str, Any], method: str, path: str) -> None:
+    assert not _api_key_required(template, method, path)
+
+
+def test_every_route_belongs_to_the_keyed_api(function: dict[str, Any]) -> None:
+    # An Api event without RestApiId lands on SAM's implicit API, which has no key or usage plan.
+    for event in function["Events"].values():
+        assert event["Type"] == "Api"
+        assert event["Properties"]["RestApiId"] == {"Ref": API}
+
+
+def test_usage_plan_throttles_and_caps_requests_per_key(template: dict[str, Any]) -> None:
+    plan = template["Resources"][API]["Properties"]["Auth"]["UsagePlan"]
+    assert plan["CreateUsagePlan"] == "PER_API"
+    assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"}
+    assert set(plan["Quota"]) == {"Limit", "Period"}
+    for setting in [*plan["Throttle"].values(), *plan["Quota"].values()]:
+        assert setting["Ref"] in template["Parameters"]
+
+
+def test_api_serves_the_prod_stage(template: dict[str, Any]) -> None:
+    assert template["Resources"][API]["Properties"]["StageName"] == "Prod"
+
+
+@pytest.mark.parametrize("response_type", ["DEFAULT_4XX", "DEFAULT_5XX", "INVALID_API_KEY"])
+def test_gateway_errors_answer_in_the_apps_json_shape(
+    template: dict[str, Any], response_type: str
+) -> None:
+    responses = template["Resources"][API]["Properties"]["GatewayResponses"]
+    body = responses[response_type]["ResponseTemplates"]["application/json"]
+    # API Gateway substitutes the message as an already-quoted JSON string.
+    rendered = body.replace("$context.error.messageString", '"Forbidden"')
+    assert set(json.loads(rendered)) == {"error"}
+
+
+def test_only_permission_is_reading_the_openai_secret(function: dict[str, Any]) -> None:
+    assert function["Policies"] == [
+        {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": SECRET_PARAMETER}}}
+    ]
+
+
+def test_template_writes_no_wildcard_permission_or_role(template: dict[str, Any]) -> None:
+    resource_types = {resource["Type"] for resource in template["Resources"].values()}
+    assert not {kind for kind in resource_types if kind.startswith("AWS::IAM::")}
+    for key, value in _walk(template):
+        if key in {"Action", "NotAction", "Resource", "NotResource"}:
+            assert "*" not in json.dumps(value), f"{key}: {value}"
+
+
+def test_secret_parameter_accepts_only_a_full_secret_arn(template: dict[str, Any]) -> None:
+    pattern = template["Parameters"][SECRET_PARAMETER]["AllowedPattern"]
+    full = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:chat-api/openai-Ab12Cd"
+    assert re.fullmatch(pattern, full)
+    assert not re.fullmatch(pattern, "*")
+    assert not re.fullmatch(pattern, full.removesuffix("-Ab12Cd"))
+
+
+def test_logs_go_to_a_log_group_with_retention(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
+    group = template["Resources"][group_id]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    retention = group["Properties"]["RetentionInDays"]
+    if isinstance(retention, dict):
+        retention = template["Parameters"][retention["Ref"]]["Default"]
+    assert 0 < retention <= 365
+
+
+def test_reserved_concurrency_is_a_bounded_parameter(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    assert function["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
+    parameter = template["Parameters"]["ReservedConcurrency"]
+    assert parameter["Type"] == "Number"
+    assert parameter["MinValue"] >= 1
+    assert parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"]
+
+
+def test_choice_parameters_are_constrained(template: dict[str, Any]) -> None:
+    constraints = {"AllowedValues", "AllowedPattern", "MinValue", "MinLength"}
+    unconstrained = [
+        name
+        for name, parameter in template["Parameters"].items()
+        if not constraints & set(parameter)
+    ]
+    assert unconstrained == []
+
+
+def test_outputs_name_the_api_url_key_and_function(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${ChatApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/Prod/"
+    }
+    # SAM names the key it creates for a PER_API usage plan `<api logical id>ApiKey`.
+    assert outputs["ApiKeyId"]["Value"] == {"Ref": f"{API}ApiKey"}
+    assert outputs["ChatFunctionArn"]["Value"] == {"Fn::GetAtt": [FUNCTION, "Arn"]}
+
+
+def test_samconfig_deploys_without_account_specific_names() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    assert deploy["confirm_changeset"] is True
+    assert "s3_bucket" not in deploy
+    assert not re.search(r"\b[0-9]{12}\b", (ROOT / "samconfig.toml").read_text())
+
+
+def test_samconfig_builds_with_the_root_requirements() -> None:
+    build = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["build"]["parameters"]
+    assert (ROOT / build["manifest"]).resolve() == ROOT / "requirements.txt"
+
+
+def test_sample_events_cover_every_event_source() -> None:
+    assert {path.name for path in EVENTS.glob("*.json")} >= {
+        "chat.json",
+        "health.json",
+        "docs.json",
+        "chat-http-api.json",
+        "chat-alb.json",
+        "chat-function-url.json",
+    }
+
+
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda path: path.name)
+def test_sample_event_is_a_json_object(path: Path) -> None:
+    assert isinstance(json.loads(path.read_text()), dict)
+
+
+@pytest.mark.parametrize("name", ["chat.json", "health.json", "docs.json"])
+def test_rest_events_carry_the_prod_stage_path(name: str) -> None:
+    event = json.loads((EVENTS / name).read_text())
+    context = event["requestContext"]
+    assert context["stage"] == "Prod"
+    assert context["path"] == f"/Prod{event['path']}"
+    assert context["resourcePath"] == event["resource"] == event["path"]
+
+
+@pytest.mark.parametrize(
+    "name", ["chat.json", "chat-http-api.json", "chat-alb.json", "chat-function-url.json"]
+)
+def test_chat_events_post_a_message(name: str) -> None:
+    event = json.loads((EVENTS / name).read_text())
+    method = event.get("httpMethod") or event["requestContext"]["http"]["method"]
+    assert method == "POST"
+    assert not event["isBase64Encoded"]
+    assert json.loads(event["body"])["message"]
