@@ -106,7 +106,10 @@ def test_body_that_is_not_an_object_is_400(client: TestClient) -> None:
     response = client.post("/chat", json=["hello"])
 
     assert response.status_code == 400
-    assert response.json()["error"] == "Request body must be a JSON object."
+    assert (
+        response.json()["error"]
+        == "Request body must be a JSON object, sent as Content-Type: application/json."
+    )
 
 
 def test_history_may_not_carry_system_messages(client: TestClient) -> None:
@@ -178,4 +181,22 @@ def test_health_answers_without_calling_openai(client: TestClient, fake_openai: 
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+    assert fake_openai.requests == []
+
+
+def test_json_sent_without_a_json_content_type_is_400_saying_so(client: TestClient) -> None:
+    response = client.post(
+        "/chat", content=b'{"message": "hi"}', headers={"content-type": "text/plain"}
+    )
+
+    assert response.status_code == 400
+    assert "Content-Type: application/json" in response.json()["error"]
+
+
+def test_body_that_is_not_utf8_is_400(client: TestClient, fake_openai: FakeOpenAI) -> None:
+    response = client.post(
+        "/chat", content=b'\xff\xfe{"message": "x"}', headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
     assert fake_openai.requests == []

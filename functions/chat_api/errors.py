@@ -65,7 +65,11 @@ async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         for error in errors
     ]
     if any(field.field == "body" for field in fields):
-        return error_response(400, "Request body must be a JSON object.", detail=fields)
+        return error_response(
+            400,
+            "Request body must be a JSON object, sent as Content-Type: application/json.",
+            detail=fields,
+        )
     first = fields[0]
     return error_response(400, f"Invalid field '{first.field}': {first.message}", detail=fields)
 
