@@ -14,6 +14,7 @@ from scripts.invoke import LocalContext
 from chat_api.clients import get_key_source, get_openai_client, get_secrets_client
 from chat_api.config import Settings, get_settings
 from chat_api.main import create_app
+from chat_api.request_log import get_logger, get_metrics
 from tests.fake_openai import FakeOpenAI
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
@@ -25,7 +26,14 @@ AppClient = Callable[[], TestClient]
 
 def clear_caches() -> None:
     """Forget settings and clients, so the next request reads the environment again."""
-    for factory in (get_settings, get_openai_client, get_key_source, get_secrets_client):
+    for factory in (
+        get_settings,
+        get_openai_client,
+        get_key_source,
+        get_secrets_client,
+        get_logger,
+        get_metrics,
+    ):
         factory.cache_clear()
 
 

@@ -18,8 +18,14 @@ if TYPE_CHECKING:
 def get_secrets_client() -> SecretsManagerClient:
     """Secrets Manager client; boto3 is imported only when a secret is configured."""
     import boto3  # deferred: boto3 costs cold-start time
+    from botocore.config import Config
 
-    return boto3.client("secretsmanager")
+    # Short timeouts and few retries: the fetch runs inside the request's deadline, and a
+    # failure is answered with 503 and backed off (OpenAIKeySource) rather than waited out.
+    config = Config(
+        connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}
+    )
+    return boto3.client("secretsmanager", config=config)
 
 
 @cache
@@ -30,13 +36,14 @@ def get_key_source() -> OpenAIKeySource:
 
 @cache
 def get_openai_client() -> AsyncOpenAI:
-    """The OpenAI client; it asks the key source for the key on every request."""
+    """The OpenAI client; `services.upstream` sets key, timeout and retries per attempt."""
     settings = get_settings()
     return AsyncOpenAI(
         api_key=get_key_source(),
         base_url=settings.openai_base_url,
         timeout=settings.openai_timeout_seconds,
-        max_retries=settings.openai_max_retries,
+        # Retries are owned by services.upstream, which knows the request's deadline.
+        max_retries=0,
     )
 
 

@@ -23,15 +23,24 @@ class Settings(BaseSettings):
     openai_api_key_secret_id: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
-    # Each attempt times out and is retried at most once, so a call ends before
-    # API Gateway's 29 s integration limit: 2 x 12 s plus backoff.
+    # Each attempt is cut at this many seconds, and at the request's deadline, whichever is first.
     openai_timeout_seconds: float = Field(default=12.0, gt=0, le=28)
-    openai_max_retries: int = Field(default=1, ge=0, le=3)
+    # Retries after the first attempt, each only if it still fits before the deadline.
+    openai_max_retries: int = Field(default=2, ge=0, le=5)
+    # API Gateway ends the integration after 29 s; the service answers this margin before
+    # the earlier of that and the Lambda timeout, so the client sees our error, not theirs.
+    gateway_timeout_seconds: float = Field(default=29.0, gt=0)
+    deadline_margin_seconds: float = Field(default=1.0, ge=0)
     system_prompt: str = "You are a helpful assistant."
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_allow_credentials: bool = False
     max_body_bytes: int = Field(default=65_536, gt=0)
     secret_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    # Message and answer text stay out of the logs unless this is turned on (debugging only).
+    log_message_content: bool = False
+    # Powertools' own variable names, so its documentation applies as written.
+    powertools_service_name: str = "chat-api"
+    powertools_metrics_namespace: str = "ChatApi"
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod

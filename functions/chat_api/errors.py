@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chat_api.request_log import STATE_KEY
 from chat_api.schemas import ErrorResponse, FieldError
 from chat_api.services.api_key import OpenAIKeyUnavailable
 
@@ -25,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 class UpstreamInvalidResponse(Exception):
     """OpenAI answered, but not with something the service can use."""
+
+
+class DeadlineExceeded(Exception):
+    """OpenAI gave no answer in the time the request had left."""
 
 
 def error_response(
@@ -55,8 +63,15 @@ def _validation_message(error: dict[str, Any]) -> str:
     return str(error["msg"])
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _note_error(request: Request, exc: Exception) -> None:
+    log = getattr(request.state, STATE_KEY, None)
+    if log is not None:
+        log.error_class = type(exc).__name__
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    _note_error(request, exc)
     errors = list(exc.errors())
     if any(error["type"] == "json_invalid" for error in errors):
         return error_response(400, "Request body is not valid JSON.")
@@ -76,7 +91,12 @@ async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    _note_error(request, exc)
     messages = {
+        # FastAPI's words for a body it could not decode (such as invalid UTF-8).
+        400: "Request body is not valid JSON."
+        if exc.detail == "There was an error parsing the body"
+        else None,
         404: f"No route for {request.method} {request.url.path}.",
         405: f"Method {request.method} is not allowed on {request.url.path}.",
     }
@@ -84,31 +104,41 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, message, headers=exc.headers)
 
 
-async def _on_key_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(503, str(exc))
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """OpenAI's wait hint: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    with contextlib.suppress(KeyError, ValueError):
+        return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    with contextlib.suppress(KeyError, ValueError):
+        return max(0.0, float(headers["retry-after"]))
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return max(0.0, parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time())
+    return None
 
 
-def _retry_after(exc: openai.APIStatusError) -> dict[str, str]:
-    """OpenAI's wait hint (`retry-after-ms` or `retry-after` seconds) as whole seconds."""
-    headers = exc.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            seconds = float(headers["retry-after-ms"]) / 1000
-        else:
-            seconds = float(headers.get("retry-after", ""))
-    except ValueError:
-        return {}
-    return {"Retry-After": str(max(1, math.ceil(seconds)))} if seconds >= 0 else {}
+def _retry_after_header(seconds: float | None) -> dict[str, str]:
+    """Whole seconds, at least 1: a client that retries at once would only be refused again."""
+    return {"Retry-After": str(max(1, math.ceil(seconds or 0)))}
 
 
-async def _on_openai_error(_: Request, exc: Exception) -> JSONResponse:
-    # The upstream exception's text can quote the request or the key: only its class is logged.
-    logger.warning("OpenAI call failed: %s", type(exc).__name__)
-    if isinstance(exc, openai.APITimeoutError):
+async def _on_key_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OpenAIKeyUnavailable)
+    _note_error(request, exc)
+    headers = _retry_after_header(exc.retry_after) if exc.retry_after is not None else None
+    return error_response(503, str(exc), headers=headers)
+
+
+async def _on_upstream_error(request: Request, exc: Exception) -> JSONResponse:
+    # The upstream exception's text can quote the request or the key: it is never shown.
+    _note_error(request, exc)
+    if isinstance(exc, DeadlineExceeded | openai.APITimeoutError):
         return error_response(504, "OpenAI did not answer in time. Try again.")
+    if isinstance(exc, openai.RateLimitError) and exc.code == "insufficient_quota":
+        return error_response(502, "OpenAI refused the call: the service's quota is used up.")
     if isinstance(exc, openai.RateLimitError):
         return error_response(
-            429, "OpenAI is rate-limiting this service. Try again later.", headers=_retry_after(exc)
+            429,
+            "OpenAI is rate-limiting this service. Try again later.",
+            headers=_retry_after_header(retry_after_seconds(exc.response.headers)),
         )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return error_response(502, "OpenAI rejected the service's configured API key.")
@@ -119,7 +149,8 @@ async def _on_openai_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(502, "OpenAI returned a response the service could not read.")
 
 
-async def _on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    _note_error(request, exc)
     logger.error("Unhandled error: %s", type(exc).__name__)
     return error_response(500, "Internal server error.")
 
@@ -129,6 +160,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(OpenAIKeyUnavailable, _on_key_unavailable)
-    app.add_exception_handler(openai.OpenAIError, _on_openai_error)
-    app.add_exception_handler(UpstreamInvalidResponse, _on_openai_error)
+    app.add_exception_handler(openai.OpenAIError, _on_upstream_error)
+    app.add_exception_handler(UpstreamInvalidResponse, _on_upstream_error)
+    app.add_exception_handler(DeadlineExceeded, _on_upstream_error)
     app.add_exception_handler(Exception, _on_unexpected_error)

@@ -12,6 +12,7 @@ from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.clients import close_openai_client
 from chat_api.config import get_settings
 from chat_api.errors import register_error_handlers
+from chat_api.request_log import RequestLogMiddleware
 from chat_api.routes import chat, health
 from chat_api.schemas import ErrorResponse
 
@@ -51,4 +52,6 @@ def create_app() -> FastAPI:
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", "Authorization", "X-Api-Key"],
         )
+    # Added last, so outermost: it sees every request, 413s and CORS preflights included.
+    app.add_middleware(RequestLogMiddleware)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chat_api.deps import OpenAIDep, SettingsDep
+from chat_api.deps import SettingsDep, UpstreamDep
 from chat_api.schemas import ChatRequest, ChatResponse, ErrorResponse
 from chat_api.services.chat import complete_chat
 
@@ -21,6 +21,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 @router.post("/chat", responses=ERROR_RESPONSES)
-async def chat(request: ChatRequest, client: OpenAIDep, settings: SettingsDep) -> ChatResponse:
+async def chat(request: ChatRequest, upstream: UpstreamDep, settings: SettingsDep) -> ChatResponse:
     """Send a message (and optional earlier turns) and get the assistant's answer."""
-    return await complete_chat(client, settings, request)
+    return await complete_chat(upstream, settings, request)

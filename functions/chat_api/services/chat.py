@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from chat_api.errors import UpstreamInvalidResponse
 from chat_api.schemas import ChatRequest, ChatResponse, Usage
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
     from openai.types.chat import ChatCompletionMessageParam
 
     from chat_api.config import Settings
+    from chat_api.services.upstream import Upstream
 
 
 def build_messages(system_prompt: str, request: ChatRequest) -> list[ChatCompletionMessageParam]:
@@ -28,29 +27,29 @@ def build_messages(system_prompt: str, request: ChatRequest) -> list[ChatComplet
 
 
 async def complete_chat(
-    client: AsyncOpenAI, settings: Settings, request: ChatRequest
+    upstream: Upstream, settings: Settings, request: ChatRequest
 ) -> ChatResponse:
     """Send one turn to OpenAI and return its answer."""
-    try:
-        completion = await client.chat.completions.create(
-            model=settings.openai_model,
-            messages=build_messages(settings.system_prompt, request),
+    messages = build_messages(settings.system_prompt, request)
+    upstream.log.model = settings.openai_model
+    completion = await upstream.call(
+        lambda client: client.chat.completions.create(
+            model=settings.openai_model, messages=messages
         )
-    except json.JSONDecodeError as exc:
-        # The client parses a JSON body without wrapping parse errors in its own exceptions.
-        raise UpstreamInvalidResponse("OpenAI returned malformed JSON.") from exc
+    )
     content = completion.choices[0].message.content if completion.choices else None
     if content is None:
         raise UpstreamInvalidResponse("OpenAI returned no message content.")
-    usage = completion.usage
-    return ChatResponse(
-        response=content,
-        model=completion.model,
-        usage=Usage(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
+    usage = (
+        Usage(
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            total_tokens=completion.usage.total_tokens,
         )
-        if usage
-        else None,
+        if completion.usage
+        else None
     )
+    upstream.log.model, upstream.log.usage = completion.model, usage
+    if settings.log_message_content:
+        upstream.log.content = {"messages": messages, "answer": content}
+    return ChatResponse(response=content, model=completion.model, usage=usage)

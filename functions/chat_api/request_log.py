@@ -1,0 +1,139 @@
+"""One structured JSON log line and CloudWatch metrics (EMF) per request, via Powertools.
+
+Powertools' Logger and Metrics add ~7 ms to a ~470 ms cold import (`python -X importtime`),
+and Metrics writes CloudWatch's embedded metric format to stdout: no API call, no agent.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from chat_api.config import get_settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from chat_api.schemas import Usage
+
+STATE_KEY = "request_log"
+
+
+@cache
+def get_logger() -> Logger:
+    """The service's JSON logger (stdout, which Lambda sends to CloudWatch Logs)."""
+    return Logger(service=get_settings().powertools_service_name)
+
+
+@cache
+def get_metrics() -> Metrics:
+    """The service's metrics, flushed as one EMF record at the end of each request."""
+    settings = get_settings()
+    return Metrics(
+        namespace=settings.powertools_metrics_namespace,
+        service=settings.powertools_service_name,
+    )
+
+
+@dataclass
+class RequestLog:
+    """What one request did, filled in as it goes and written once when it ends."""
+
+    request_id: str
+    lambda_request_id: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    model: str | None = None
+    usage: Usage | None = None
+    upstream_attempts: int = 0
+    upstream_errors: int = 0
+    error_class: str | None = None
+    # Only filled when LOG_MESSAGE_CONTENT=true.
+    content: dict[str, Any] | None = None
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> RequestLog:
+        """Take the API Gateway and Lambda request ids from Mangum's scope, when present."""
+        event = scope.get("aws.event") or {}
+        context = scope.get("aws.context")
+        gateway_id = (event.get("requestContext") or {}).get("requestId")
+        lambda_id = getattr(context, "aws_request_id", None)
+        return cls(
+            request_id=gateway_id or lambda_id or str(uuid.uuid4()), lambda_request_id=lambda_id
+        )
+
+    def record(self, scope: Scope, status: int) -> dict[str, Any]:
+        """The log line's fields."""
+        route = scope.get("route")
+        fields: dict[str, Any] = {
+            "request_id": self.request_id,
+            "lambda_request_id": self.lambda_request_id,
+            "method": scope.get("method"),
+            "route": getattr(route, "path", None),
+            "status": status,
+            "latency_ms": round((time.monotonic() - self.started_at) * 1000, 1),
+            "model": self.model,
+            "usage": self.usage.model_dump() if self.usage else None,
+            "upstream_attempts": self.upstream_attempts,
+            "upstream_errors": self.upstream_errors,
+            "error_class": self.error_class,
+        }
+        if self.content is not None:
+            fields["content"] = self.content
+        return fields
+
+
+class RequestLogMiddleware:
+    """Outermost middleware: times the request and writes its log line and metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        log = RequestLog.from_scope(scope)
+        scope.setdefault("state", {})[STATE_KEY] = log
+        # An exception that escapes the app becomes a 500 outside this middleware.
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        except Exception as exc:
+            log.error_class = log.error_class or type(exc).__name__
+            raise
+        finally:
+            _write(log.record(scope, status), log)
+
+
+def _write(fields: dict[str, Any], log: RequestLog) -> None:
+    get_logger().info("request", extra=fields)
+    metrics = get_metrics()
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=fields["latency_ms"])
+    if fields["status"] >= 500:
+        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+    if log.upstream_attempts:
+        metrics.add_metric(
+            name="UpstreamAttempts", unit=MetricUnit.Count, value=log.upstream_attempts
+        )
+        metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=log.upstream_errors)
+    if log.usage:
+        metrics.add_metric(
+            name="PromptTokens", unit=MetricUnit.Count, value=log.usage.prompt_tokens
+        )
+        metrics.add_metric(
+            name="CompletionTokens", unit=MetricUnit.Count, value=log.usage.completion_tokens
+        )
+    metrics.flush_metrics()

@@ -1,0 +1,137 @@
+"""The one path every OpenAI call takes: a deadline, retries that fit in it, key rotation.
+
+The SDK's own retries are off (`max_retries=0` on the client) and this loop owns them: the SDK
+knows no overall deadline (each retry gets a full timeout) and sleeps through a `Retry-After`
+of up to a minute, long past API Gateway's 29 s. Here each attempt is cut at the time left,
+a wait is taken only when another attempt still fits after it, and a key rotated in Secrets
+Manager is picked up on the first 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import openai
+
+from chat_api.errors import DeadlineExceeded, UpstreamInvalidResponse, retry_after_seconds
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from openai import AsyncOpenAI
+
+    from chat_api.config import Settings
+    from chat_api.request_log import RequestLog
+    from chat_api.services.api_key import OpenAIKeySource
+
+# No attempt starts with less time than this left: it could not finish anyway.
+MIN_ATTEMPT_SECONDS = 0.5
+BACKOFF_FIRST_SECONDS = 0.25
+BACKOFF_CAP_SECONDS = 4.0
+RETRIED_STATUSES = frozenset({408, 409, 429})
+
+
+class LambdaContext(Protocol):
+    """The part of Lambda's context object the deadline needs."""
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the service must have answered, on the monotonic clock."""
+
+    at: float
+
+    @classmethod
+    def for_request(
+        cls, settings: Settings, started_at: float, context: LambdaContext | None
+    ) -> Deadline:
+        """The earlier of the gateway's limit and the Lambda's remaining time, less a margin."""
+        at = started_at + settings.gateway_timeout_seconds
+        if context is not None:
+            at = min(at, time.monotonic() + context.get_remaining_time_in_millis() / 1000)
+        return cls(at - settings.deadline_margin_seconds)
+
+    def remaining(self) -> float:
+        """Seconds left; negative once passed."""
+        return self.at - time.monotonic()
+
+
+class Upstream:
+    """Calls OpenAI for one request, within its deadline, noting attempts in its log."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        keys: OpenAIKeySource,
+        settings: Settings,
+        deadline: Deadline,
+        log: RequestLog,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._settings = settings
+        self._deadline = deadline
+        self.log = log
+
+    async def call[T](self, operation: Callable[[AsyncOpenAI], Awaitable[T]]) -> T:
+        """Run `operation` on a client set up for one attempt, retrying what is worth it."""
+        retries = 0
+        rotated = False
+        while True:
+            budget = min(self._settings.openai_timeout_seconds, self._deadline.remaining())
+            if budget < MIN_ATTEMPT_SECONDS:
+                raise DeadlineExceeded("No time left for a call to OpenAI.")
+            key = ""
+            try:
+                # The key fetch shares the attempt's budget: a slow Secrets Manager counts too.
+                async with asyncio.timeout(budget):
+                    key = await self._keys()
+                    self.log.upstream_attempts += 1
+                    attempt = self._client.with_options(api_key=key, timeout=budget, max_retries=0)
+                    return await operation(attempt)
+            except openai.AuthenticationError:
+                self.log.upstream_errors += 1
+                if rotated or not self._keys.from_secret:
+                    raise
+                # The secret may have been rotated since it was cached: read it once more.
+                rotated = True
+                self._keys.invalidate(key)
+                continue
+            except json.JSONDecodeError as exc:
+                # The SDK parses the body without wrapping parse errors in its own exceptions.
+                self.log.upstream_errors += 1
+                raise UpstreamInvalidResponse("OpenAI returned malformed JSON.") from exc
+            except (TimeoutError, openai.APIConnectionError, openai.APIStatusError) as exc:
+                self.log.upstream_errors += 1
+                wait = _retry_delay(exc, retries)
+                if (
+                    wait is None
+                    or retries >= self._settings.openai_max_retries
+                    or self._deadline.remaining() - wait < MIN_ATTEMPT_SECONDS
+                ):
+                    if isinstance(exc, TimeoutError | openai.APITimeoutError):
+                        raise DeadlineExceeded("OpenAI did not answer in time.") from exc
+                    raise
+                retries += 1
+                await asyncio.sleep(wait)
+
+
+def _retry_delay(exc: Exception, retries: int) -> float | None:
+    """Seconds to wait before retrying `exc`, or None when retrying cannot help."""
+    if isinstance(exc, openai.APIStatusError):
+        if exc.code == "insufficient_quota":
+            return None  # billing, not load: it will not pass by waiting
+        if exc.status_code not in RETRIED_STATUSES and exc.status_code < 500:
+            return None
+        hinted = retry_after_seconds(exc.response.headers)
+        if hinted is not None:
+            return hinted
+    # Full jitter: concurrent requests that failed together do not retry together.
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2**retries))  # noqa: S311
