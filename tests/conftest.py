@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ TEST_OPENAI_KEY = "sk-test-canary-0123456789abcdef"
 
 Configure = Callable[..., None]
 AppClient = Callable[[], TestClient]
+ReadLogs = Callable[[], list[dict[str, Any]]]
 
 
 def clear_caches() -> None:
@@ -93,6 +96,17 @@ def client(fake_openai: FakeOpenAI) -> Iterator[TestClient]:
 def app_client() -> AppClient:
     """Build a fresh app from the current environment (for tests that configure it first)."""
     return lambda: TestClient(create_app(), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def request_logs() -> Iterator[ReadLogs]:
+    """The service's JSON log lines written during the test, parsed."""
+    buffer = io.StringIO()
+    handler = get_logger().registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(buffer)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    handler.setStream(previous)
 
 
 @pytest.fixture

@@ -10,10 +10,16 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.stub import Stubber
+from fastapi.testclient import TestClient
 from moto import mock_aws
 
+from chat_api.clients import get_key_source
+from chat_api.config import get_settings
+from chat_api.main import create_app
+from chat_api.services.api_key import FIRST_BACKOFF_SECONDS, OpenAIKeySource
 from tests.conftest import TEST_OPENAI_KEY, AppClient, Configure
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, Reply, error_body
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 SECRET_NAME = "chat-api/openai"
@@ -153,3 +159,138 @@ def test_boto3_is_not_imported_without_a_secret() -> None:
     )
 
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.usefixtures("key_from_secret")
+def test_rotated_secret_is_refetched_once_on_401(
+    fake_openai: FakeOpenAI, app_client: AppClient
+) -> None:
+    client_sm = boto3.client("secretsmanager")
+    client_sm.create_secret(Name=SECRET_NAME, SecretString=SECRET_KEY)
+
+    with app_client() as client:
+        client.post("/chat", json={"message": "warm the cache"})
+        client_sm.put_secret_value(SecretId=SECRET_NAME, SecretString="sk-rotated")
+        fake_openai.enqueue(Reply(status=401, body=error_body("revoked", "invalid_request_error")))
+        response = client.post("/chat", json={"message": "after rotation"})
+
+    assert response.status_code == 200
+    assert [r.headers["authorization"] for r in fake_openai.requests] == [
+        f"Bearer {SECRET_KEY}",
+        f"Bearer {SECRET_KEY}",
+        "Bearer sk-rotated",
+    ]
+
+
+@pytest.mark.usefixtures("key_from_secret")
+def test_second_401_is_502_saying_the_configured_key_was_rejected(
+    fake_openai: FakeOpenAI, app_client: AppClient
+) -> None:
+    boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=SECRET_KEY)
+    rejected = Reply(status=401, body=error_body("Incorrect API key", "invalid_request_error"))
+    fake_openai.enqueue(rejected, rejected, rejected)
+
+    with app_client() as client:
+        response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert response.json() == {"error": "OpenAI rejected the service's configured API key."}
+    assert len(fake_openai.requests) == 2
+
+
+def test_401_with_an_environment_key_is_not_retried(
+    client: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(status=401, body=error_body("bad key", "invalid_request_error")))
+
+    response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert len(fake_openai.requests) == 1
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def stubbed_secrets(
+    fake_openai: FakeOpenAI, configure: Configure
+) -> Iterator[tuple[Stubber, Clock, TestClient]]:
+    """Secrets Manager answering exactly what the test stubs, and the key source's clock."""
+    configure(OPENAI_API_KEY=None, OPENAI_API_KEY_SECRET_ID=SECRET_NAME)
+    secrets_client = boto3.client("secretsmanager")
+    clock = Clock()
+    key_source = OpenAIKeySource(get_settings(), lambda: secrets_client, clock=clock)
+    app = create_app()
+    app.dependency_overrides[get_key_source] = lambda: key_source
+    with Stubber(secrets_client) as stubber, TestClient(app) as client:
+        yield stubber, clock, client
+        stubber.assert_no_pending_responses()
+
+
+def add_secret(stubber: Stubber, value: str = SECRET_KEY) -> None:
+    stubber.add_response(
+        "get_secret_value",
+        {"Name": SECRET_NAME, "SecretString": value},
+        {"SecretId": SECRET_NAME},
+    )
+
+
+def test_throttled_secrets_manager_is_503_then_recovers_after_backoff(
+    stubbed_secrets: tuple[Stubber, Clock, TestClient], fake_openai: FakeOpenAI
+) -> None:
+    stubber, clock, client = stubbed_secrets
+    stubber.add_client_error("get_secret_value", "ThrottlingException", http_status_code=400)
+    add_secret(stubber)
+
+    throttled = client.post("/chat", json={"message": "hi"})
+    during_backoff = [client.post("/chat", json={"message": "hi"}) for _ in range(5)]
+    clock.now += FIRST_BACKOFF_SECONDS
+    recovered = client.post("/chat", json={"message": "hi"})
+
+    assert throttled.status_code == 503
+    assert throttled.headers["retry-after"] == "1"
+    assert "could not be read from Secrets Manager" in throttled.json()["error"]
+    # No fetch storm: the requests inside the back-off are answered without asking again
+    # (the stubber would refuse a third call).
+    assert {r.status_code for r in during_backoff} == {503}
+    assert recovered.status_code == 200
+    assert sent_key(fake_openai) == SECRET_KEY
+
+
+def test_backoff_grows_while_secrets_manager_stays_down(
+    stubbed_secrets: tuple[Stubber, Clock, TestClient],
+) -> None:
+    stubber, clock, client = stubbed_secrets
+    for _ in range(3):
+        stubber.add_client_error("get_secret_value", "InternalServiceError", http_status_code=500)
+
+    waits = []
+    for _ in range(3):
+        response = client.post("/chat", json={"message": "hi"})
+        waits.append(int(response.headers["retry-after"]))
+        clock.now += waits[-1]
+
+    assert waits == [1, 2, 4]
+
+
+def test_failed_refresh_keeps_serving_the_cached_key(
+    stubbed_secrets: tuple[Stubber, Clock, TestClient], fake_openai: FakeOpenAI
+) -> None:
+    stubber, clock, client = stubbed_secrets
+    add_secret(stubber)
+    stubber.add_client_error("get_secret_value", "ThrottlingException", http_status_code=400)
+
+    first = client.post("/chat", json={"message": "hi"})
+    clock.now += 301  # past SECRET_CACHE_TTL_SECONDS
+    second = client.post("/chat", json={"message": "hi"})
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert sent_key(fake_openai) == SECRET_KEY

@@ -8,6 +8,7 @@ import importlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from scripts.invoke import LocalContext
 
 from chat_api.clients import close_openai_client
-from tests.conftest import load_event
+from tests.conftest import ReadLogs, load_event
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -155,3 +156,29 @@ def test_handler_import_raises_no_deprecation_warning() -> None:
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_log_line_carries_the_gateway_and_lambda_request_ids(
+    invoke: Invoke, lambda_context: LocalContext, request_logs: ReadLogs
+) -> None:
+    event = load_event("chat.json")
+
+    invoke(event)
+
+    [line] = request_logs()
+    assert line["request_id"] == event["requestContext"]["requestId"]
+    assert line["lambda_request_id"] == lambda_context.aws_request_id
+
+
+def test_lambda_remaining_time_bounds_the_upstream_call(
+    invoke: Invoke, lambda_context: LocalContext, fake_openai: FakeOpenAI
+) -> None:
+    # 2 s left in the invocation, 1 s margin: the service answers after about 1 s.
+    lambda_context.remaining_ms = 2_000
+    fake_openai.enqueue(Reply(delay=5.0))
+    started = time.monotonic()
+
+    response = invoke(load_event("chat.json"))
+
+    assert response["statusCode"] == 504
+    assert time.monotonic() - started < 1.8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,10 @@ def get_secrets_client() -> SecretsManagerClient:
     """Secrets Manager client; boto3 is imported only when a secret is configured."""
     import boto3  # deferred: boto3 costs cold-start time
     from botocore.config import Config
+
+    # botocore logs response bodies at DEBUG, and this one is the OpenAI key: even with
+    # LOG_LEVEL=DEBUG (or AWS_LAMBDA_LOG_LEVEL) those records are never written.
+    logging.getLogger("botocore").setLevel(logging.INFO)
 
     # Short timeouts and few retries: the fetch runs inside the request's deadline, and a
     # failure is answered with 503 and backed off (OpenAIKeySource) rather than waited out.

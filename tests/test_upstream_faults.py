@@ -1,0 +1,209 @@
+"""The deadline-aware retry loop against a loopback OpenAI that injects each fault."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chat_api.errors import retry_after_seconds
+from tests.conftest import AppClient, Configure
+from tests.fake_openai import FakeOpenAI, Reply, error_body
+
+RATE_LIMITED = error_body("Rate limit reached", "requests", "rate_limit_exceeded")
+SERVER_ERROR = error_body("The server had an error", "server_error")
+
+
+@pytest.fixture
+def retrying(
+    fake_openai: FakeOpenAI, configure: Configure, app_client: AppClient
+) -> Iterator[TestClient]:
+    """The app with two retries, as deployed."""
+    configure(OPENAI_MAX_RETRIES="2")
+    with app_client() as client:
+        yield client
+
+
+def test_429_that_clears_is_retried_after_its_retry_after(
+    retrying: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(status=429, body=RATE_LIMITED, headers={"retry-after-ms": "200"}))
+    started = time.monotonic()
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 200
+    assert len(fake_openai.requests) == 2
+    assert time.monotonic() - started >= 0.2
+
+
+def test_429_on_every_try_returns_429_with_retry_after(
+    retrying: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(
+        *[Reply(status=429, body=RATE_LIMITED, headers={"retry-after-ms": "10"})] * 3
+    )
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert len(fake_openai.requests) == 3
+
+
+def test_retry_after_past_the_deadline_is_answered_at_once(
+    retrying: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(status=429, body=RATE_LIMITED, headers={"retry-after": "40"}))
+    started = time.monotonic()
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "40"
+    assert len(fake_openai.requests) == 1
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (
+            Reply(status=429, body=error_body("quota", "insufficient_quota", "insufficient_quota")),
+            502,
+        ),
+        (Reply(status=400, body=error_body("bad request", "invalid_request_error")), 502),
+        (Reply(status=401, body=error_body("bad key", "invalid_request_error")), 502),
+        (Reply(status=403, body=error_body("region", "invalid_request_error")), 502),
+        (Reply(status=404, body=error_body("no model", "invalid_request_error")), 502),
+    ],
+    ids=["insufficient-quota", "400", "401", "403", "404"],
+)
+def test_errors_that_waiting_cannot_fix_are_not_retried(
+    retrying: TestClient, fake_openai: FakeOpenAI, reply: Reply, status: int
+) -> None:
+    fake_openai.enqueue(reply)
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == status
+    assert len(fake_openai.requests) == 1
+
+
+def test_insufficient_quota_says_so(retrying: TestClient, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(
+        Reply(status=429, body=error_body("quota", "insufficient_quota", "insufficient_quota"))
+    )
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.json() == {"error": "OpenAI refused the call: the service's quota is used up."}
+    assert "retry-after" not in response.headers
+
+
+@pytest.mark.parametrize("status", [408, 409, 500, 502, 503])
+def test_transient_status_is_retried(
+    retrying: TestClient, fake_openai: FakeOpenAI, status: int
+) -> None:
+    fake_openai.enqueue(Reply(status=status, body=SERVER_ERROR))
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 200
+    assert len(fake_openai.requests) == 2
+
+
+def test_5xx_on_every_try_returns_502(retrying: TestClient, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(*[Reply(status=500, body=SERVER_ERROR)] * 3)
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert response.json() == {"error": "OpenAI returned an error (HTTP 500)."}
+    assert len(fake_openai.requests) == 3
+
+
+def test_connection_reset_on_every_try_returns_502(
+    retrying: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(*[Reply(drop_connection=True)] * 3)
+
+    response = retrying.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert response.json() == {"error": "Could not reach OpenAI."}
+    assert len(fake_openai.requests) == 3
+
+
+def test_connection_reset_once_is_retried(retrying: TestClient, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply(drop_connection=True))
+
+    assert retrying.post("/chat", json={"message": "hi"}).status_code == 200
+
+
+def test_slow_attempt_is_cut_and_retried(
+    fake_openai: FakeOpenAI, configure: Configure, app_client: AppClient
+) -> None:
+    configure(OPENAI_MAX_RETRIES="1", OPENAI_TIMEOUT_SECONDS="0.6")
+    fake_openai.enqueue(Reply(delay=2.0))
+
+    with app_client() as client:
+        response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 200
+    assert len(fake_openai.requests) == 2
+
+
+def test_no_answer_before_the_deadline_is_504_before_the_deadline(
+    fake_openai: FakeOpenAI, configure: Configure, app_client: AppClient
+) -> None:
+    # Gateway limit 2 s, margin 0.5 s: the service must answer by 1.5 s, however many retries
+    # and however long each attempt may take.
+    configure(
+        GATEWAY_TIMEOUT_SECONDS="2",
+        DEADLINE_MARGIN_SECONDS="0.5",
+        OPENAI_TIMEOUT_SECONDS="10",
+        OPENAI_MAX_RETRIES="3",
+    )
+    fake_openai.enqueue(*[Reply(delay=5.0)] * 4)
+
+    with app_client() as client:
+        started = time.monotonic()
+        response = client.post("/chat", json={"message": "hi"})
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 504
+    assert response.json() == {"error": "OpenAI did not answer in time. Try again."}
+    assert 1.3 < elapsed < 2.0
+
+
+def test_backoff_that_would_pass_the_deadline_is_not_taken(
+    fake_openai: FakeOpenAI, configure: Configure, app_client: AppClient
+) -> None:
+    configure(GATEWAY_TIMEOUT_SECONDS="1.2", DEADLINE_MARGIN_SECONDS="0.2", OPENAI_MAX_RETRIES="3")
+    fake_openai.enqueue(*[Reply(status=503, body=SERVER_ERROR, headers={"retry-after": "0.6"})] * 4)
+
+    with app_client() as client:
+        started = time.monotonic()
+        response = client.post("/chat", json={"message": "hi"})
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 502
+    assert len(fake_openai.requests) == 1
+    assert elapsed < 1.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_forms_are_read(headers: dict[str, str], seconds: float | None) -> None:
+    assert retry_after_seconds(headers) == seconds
