@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from chat_api.config import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 API = "ChatApi"
@@ -277,3 +279,59 @@ def test_chat_events_post_a_message(name: str) -> None:
     assert method == "POST"
     assert not event["isBase64Encoded"]
     assert json.loads(event["body"])["message"]
+
+
+def test_api_writes_json_access_logs_with_the_request_id(template: dict[str, Any]) -> None:
+    api = template["Resources"][API]["Properties"]
+    setting = api["AccessLogSetting"]
+    group_id = setting["DestinationArn"]["Fn::GetAtt"][0]
+    assert template["Resources"][group_id]["Type"] == "AWS::Logs::LogGroup"
+    assert "RetentionInDays" in template["Resources"][group_id]["Properties"]
+    fields = json.loads(setting["Format"])
+    assert fields["requestId"] == "$context.requestId"
+    assert {"status", "integrationLatency", "errorType", "apiKeyId"} <= set(fields)
+
+
+def test_api_and_function_are_traced(template: dict[str, Any]) -> None:
+    assert template["Resources"][API]["Properties"]["TracingEnabled"] is True
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def _alarms(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (resource["Properties"]["Namespace"], resource["Properties"]["MetricName"]): resource[
+            "Properties"
+        ]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def test_alarm_on_api_5xx_watches_this_api(template: dict[str, Any]) -> None:
+    alarm = _alarms(template)[("AWS/ApiGateway", "5XXError")]
+    dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dimensions["ApiName"] == template["Resources"][API]["Properties"]["Name"]
+    assert dimensions["Stage"] == template["Resources"][API]["Properties"]["StageName"]
+
+
+def test_alarm_on_throttles_watches_the_capped_function(template: dict[str, Any]) -> None:
+    alarm = _alarms(template)[("AWS/Lambda", "Throttles")]
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": FUNCTION}}]
+    assert alarm["Threshold"] >= 1
+
+
+def test_alarms_notify_the_optional_topic(template: dict[str, Any]) -> None:
+    for alarm in _alarms(template).values():
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmAction", [{"Ref": "AlarmActionArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_powertools_names_match_the_app_defaults(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    defaults = Settings.model_fields
+    assert variables["POWERTOOLS_SERVICE_NAME"] == defaults["powertools_service_name"].default
+    assert (
+        variables["POWERTOOLS_METRICS_NAMESPACE"]
+        == defaults["powertools_metrics_namespace"].default
+    )
