@@ -172,9 +172,27 @@ def test_only_permission_is_reading_the_openai_secret(function: dict[str, Any]) 
     ]
 
 
-def test_template_writes_no_wildcard_permission_or_role(template: dict[str, Any]) -> None:
-    resource_types = {resource["Type"] for resource in template["Resources"].values()}
-    assert not {kind for kind in resource_types if kind.startswith("AWS::IAM::")}
+def test_only_iam_resource_is_api_gateways_logging_role(template: dict[str, Any]) -> None:
+    iam = {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource["Type"].startswith("AWS::IAM::")
+    }
+    assert set(iam) == {"ApiGatewayCloudWatchRole"}
+    role = iam["ApiGatewayCloudWatchRole"]
+    assert role["DeletionPolicy"] == "Retain"
+    properties = role["Properties"]
+    assert set(properties) == {"Description", "AssumeRolePolicyDocument", "ManagedPolicyArns"}
+    (statement,) = properties["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    (policy,) = properties["ManagedPolicyArns"]
+    assert policy["Fn::Sub"].endswith(":policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+    account = template["Resources"]["ApiGatewayAccount"]["Properties"]
+    assert account["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
+    assert template["Resources"][API]["DependsOn"] == "ApiGatewayAccount"
+
+
+def test_template_writes_no_wildcard_permission(template: dict[str, Any]) -> None:
     for key, value in _walk(template):
         if key in {"Action", "NotAction", "Resource", "NotResource"}:
             assert "*" not in json.dumps(value), f"{key}: {value}"
