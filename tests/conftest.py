@@ -21,6 +21,8 @@ from tests.fake_openai import FakeOpenAI
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 TEST_OPENAI_KEY = "sk-test-canary-0123456789abcdef"
+# The client key the sample events carry; tests configure it as the one accepted key.
+CLIENT_API_KEY = "EXAMPLE-not-a-real-api-key-0000000000000"
 
 Configure = Callable[..., None]
 AppClient = Callable[[], TestClient]
@@ -73,11 +75,12 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Configure:
 
 @pytest.fixture
 def fake_openai(configure: Configure) -> Iterator[FakeOpenAI]:
-    """The loopback OpenAI server, with the service pointed at it and a test key set."""
+    """The loopback OpenAI server, with the service pointed at it and test keys set."""
     server = FakeOpenAI().start()
     configure(
         OPENAI_BASE_URL=server.base_url,
         OPENAI_API_KEY=TEST_OPENAI_KEY,
+        CLIENT_API_KEYS=CLIENT_API_KEY,
         OPENAI_TIMEOUT_SECONDS="5",
         OPENAI_MAX_RETRIES="0",
     )
@@ -87,15 +90,22 @@ def fake_openai(configure: Configure) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def client(fake_openai: FakeOpenAI) -> Iterator[TestClient]:
-    """The ASGI app over HTTP, one event loop for the whole test (as in a warm container)."""
-    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+    """The ASGI app over HTTP with the client key, one event loop for the test (a warm container)."""
+    with authorized_client() as test_client:
         yield test_client
 
 
 @pytest.fixture
 def app_client() -> AppClient:
     """Build a fresh app from the current environment (for tests that configure it first)."""
-    return lambda: TestClient(create_app(), raise_server_exceptions=False)
+    return authorized_client
+
+
+def authorized_client() -> TestClient:
+    """A client of a fresh app that sends the test client key with every request."""
+    return TestClient(
+        create_app(), raise_server_exceptions=False, headers={"x-api-key": CLIENT_API_KEY}
+    )
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat_api.errors import error_response
+from chat_api.errors import Failure, error_response, route_path
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,7 +50,6 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send_unless_refused)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, f"Request body is larger than the limit of {self.max_bytes} bytes."
-        )
+        failure = Failure(413, f"Request body is larger than the limit of {self.max_bytes} bytes.")
+        response = error_response(failure, route_path(scope))
         await response(scope, receive, send)

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     openai_api_key_secret_id: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
+    # Models a client may name on /v1/chat/completions; empty means only OPENAI_MODEL.
+    allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The most completion tokens one /v1 call may ask for (and what it gets when it names none).
+    max_completion_tokens: int = Field(default=4096, gt=0)
     # Each attempt is cut at this many seconds, and at the request's deadline, whichever is first.
     openai_timeout_seconds: float = Field(default=12.0, gt=0, le=28)
     # Retries after the first attempt, each only if it still fits before the deadline.
@@ -41,13 +45,16 @@ class Settings(BaseSettings):
     # Powertools' own variable names, so its documentation applies as written.
     powertools_service_name: str = "chat-api"
     powertools_metrics_namespace: str = "ChatApi"
+    # Keys clients must send (x-api-key or Authorization: Bearer) where API Gateway does not
+    # check them itself; may instead be a field of the OpenAI key's secret.
+    client_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
-    @field_validator("cors_allow_origins", mode="before")
+    @field_validator("cors_allow_origins", "allowed_models", "client_api_keys", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         # A comma-separated list reads naturally in an environment variable.
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @model_validator(mode="after")
@@ -59,6 +66,11 @@ class Settings(BaseSettings):
                 "List the allowed origins explicitly."
             )
         return self
+
+    @property
+    def models_allowed(self) -> list[str]:
+        """The models clients may name: ALLOWED_MODELS, or else just OPENAI_MODEL."""
+        return self.allowed_models or [self.openai_model]
 
 
 @cache

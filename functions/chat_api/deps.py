@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from openai import AsyncOpenAI
 
+from chat_api.caller import Caller, get_caller
 from chat_api.clients import get_key_source, get_openai_client
 from chat_api.config import Settings, get_settings
 from chat_api.request_log import STATE_KEY, RequestLog
@@ -40,3 +41,6 @@ def get_upstream(
 
 
 UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

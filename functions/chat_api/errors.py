@@ -1,4 +1,10 @@
-"""Every failure mapped to HTTP in one place: JSON `{"error": ...}`, never a stack trace."""
+"""Every failure mapped to HTTP in one place, never a stack trace or upstream text.
+
+Routes under `/v1/` answer in OpenAI's error shape (`{"error": {"message", "type", "param",
+"code"}}`) so OpenAI's SDKs raise their usual exceptions; the rest of the API answers
+`{"error": "<message>"}`. Both shapes are rendered from the same `Failure` and one table of
+statuses, so they cannot drift apart.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -15,16 +22,43 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chat_api.caller import ClientKeyRejected
 from chat_api.request_log import STATE_KEY
-from chat_api.schemas import ErrorResponse, FieldError
+from chat_api.schemas import ErrorResponse, FieldError, OpenAIErrorResponse
 from chat_api.services.api_key import OpenAIKeyUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from fastapi import FastAPI, Request
+    from starlette.types import Scope
 
 logger = logging.getLogger(__name__)
+
+OPENAI_ROUTE_PREFIX = "/v1/"
+
+
+@dataclass(frozen=True)
+class Status:
+    """One status the API answers: what it means, and its OpenAI error `type`."""
+
+    description: str
+    openai_type: str
+
+
+# The one table of error statuses: the OpenAPI declarations and both error shapes read it.
+STATUSES: dict[int, Status] = {
+    400: Status("Unparseable JSON or an invalid field", "invalid_request_error"),
+    401: Status("Missing or invalid client API key", "invalid_request_error"),
+    404: Status("No such route", "invalid_request_error"),
+    405: Status("Method not allowed on this route", "invalid_request_error"),
+    413: Status("Request body over the configured limit", "invalid_request_error"),
+    429: Status("OpenAI is rate-limiting; see Retry-After", "rate_limit_error"),
+    500: Status("Unexpected error in the service", "server_error"),
+    502: Status("OpenAI failed or rejected the call", "upstream_error"),
+    503: Status("No OpenAI key (or client key list) is configured or readable", "server_error"),
+    504: Status("OpenAI did not answer in time", "timeout_error"),
+}
 
 
 class UpstreamInvalidResponse(Exception):
@@ -35,73 +69,77 @@ class DeadlineExceeded(Exception):
     """OpenAI gave no answer in the time the request had left."""
 
 
-def error_response(
-    status: int,
-    message: str,
-    *,
-    detail: list[FieldError] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """The one error body shape, `{"error": ..., "detail": ...}`."""
-    body = ErrorResponse(error=message, detail=detail).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status, headers=headers)
+class InvalidRequest(Exception):
+    """A well-formed request the service's configuration does not allow (400)."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
 
 
-def _field_name(location: tuple[int | str, ...]) -> str:
-    # ("body", "history", 0, "role") -> "history[0].role"
-    name = ""
-    for part in location[1:] if location and location[0] == "body" else location:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name or "body"
+@dataclass(frozen=True)
+class Failure:
+    """What the client is told about one failure, whichever shape its route uses."""
+
+    status: int
+    message: str
+    param: str | None = None
+    code: str | None = None
+    detail: list[FieldError] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def _validation_message(error: dict[str, Any]) -> str:
-    if error["type"] == "json_invalid":
-        return "Request body is not valid JSON."
-    if error["type"] == "string_pattern_mismatch":
-        return "must not be empty or only whitespace"
-    return str(error["msg"])
+def route_path(scope: Scope) -> str:
+    """The path the app routes on, without the stage prefix (`/Prod`) of the root path."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
-def _note_error(request: Request, exc: Exception) -> None:
-    log = getattr(request.state, STATE_KEY, None)
-    if log is not None:
-        log.error_class = type(exc).__name__
+def uses_openai_shape(path: str) -> bool:
+    """Whether errors on this route path take OpenAI's error shape."""
+    return path.startswith(OPENAI_ROUTE_PREFIX)
 
 
-async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    _note_error(request, exc)
-    errors = list(exc.errors())
-    if any(error["type"] == "json_invalid" for error in errors):
-        return error_response(400, "Request body is not valid JSON.")
-    fields = [
-        FieldError(field=_field_name(tuple(error["loc"])), message=_validation_message(error))
-        for error in errors
-    ]
-    if any(field.field == "body" for field in fields):
-        return error_response(
-            400,
-            "Request body must be a JSON object, sent as Content-Type: application/json.",
-            detail=fields,
-        )
-    first = fields[0]
-    return error_response(400, f"Invalid field '{first.field}': {first.message}", detail=fields)
+def error_body(failure: Failure, *, openai_shape: bool) -> dict[str, Any]:
+    """The JSON body for a failure, in the app's shape or OpenAI's."""
+    if openai_shape:
+        return OpenAIErrorResponse.model_validate(
+            {
+                "error": {
+                    "message": failure.message,
+                    "type": _openai_type(failure.status),
+                    "param": failure.param,
+                    "code": failure.code,
+                }
+            }
+        ).model_dump()
+    return ErrorResponse(error=failure.message, detail=failure.detail).model_dump(exclude_none=True)
 
 
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    _note_error(request, exc)
-    messages = {
-        # FastAPI's words for a body it could not decode (such as invalid UTF-8).
-        400: "Request body is not valid JSON."
-        if exc.detail == "There was an error parsing the body"
-        else None,
-        404: f"No route for {request.method} {request.url.path}.",
-        405: f"Method {request.method} is not allowed on {request.url.path}.",
+def _openai_type(status: int) -> str:
+    if status in STATUSES:
+        return STATUSES[status].openai_type
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def error_response(failure: Failure, path: str) -> JSONResponse:
+    """The failure as a JSON response, shaped for the route at `path`."""
+    return JSONResponse(
+        error_body(failure, openai_shape=uses_openai_shape(path)),
+        status_code=failure.status,
+        headers=failure.headers,
+    )
+
+
+def error_responses(*statuses: int, openai_shape: bool = False) -> dict[int | str, Any]:
+    """OpenAPI `responses` declarations for these statuses, from the one table."""
+    model = OpenAIErrorResponse if openai_shape else ErrorResponse
+    return {
+        status: {"model": model, "description": STATUSES[status].description} for status in statuses
     }
-    message = messages.get(exc.status_code) or str(exc.detail) or HTTPStatus(exc.status_code).phrase
-    return error_response(exc.status_code, message, headers=exc.headers)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -120,47 +158,143 @@ def _retry_after_header(seconds: float | None) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds or 0)))}
 
 
-async def _on_key_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, OpenAIKeyUnavailable)
-    _note_error(request, exc)
-    headers = _retry_after_header(exc.retry_after) if exc.retry_after is not None else None
-    return error_response(503, str(exc), headers=headers)
-
-
-async def _on_upstream_error(request: Request, exc: Exception) -> JSONResponse:
-    # The upstream exception's text can quote the request or the key: it is never shown.
-    _note_error(request, exc)
+def describe_upstream_error(exc: Exception) -> Failure:
+    """An OpenAI call's failure, in the service's own words (its text may quote keys)."""
     if isinstance(exc, DeadlineExceeded | openai.APITimeoutError):
-        return error_response(504, "OpenAI did not answer in time. Try again.")
+        return Failure(504, "OpenAI did not answer in time. Try again.")
     if isinstance(exc, openai.RateLimitError) and exc.code == "insufficient_quota":
-        return error_response(502, "OpenAI refused the call: the service's quota is used up.")
+        return Failure(502, "OpenAI refused the call: the service's quota is used up.")
     if isinstance(exc, openai.RateLimitError):
-        return error_response(
+        return Failure(
             429,
             "OpenAI is rate-limiting this service. Try again later.",
+            code="rate_limit_exceeded",
             headers=_retry_after_header(retry_after_seconds(exc.response.headers)),
         )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return error_response(502, "OpenAI rejected the service's configured API key.")
+        return Failure(502, "OpenAI rejected the service's configured API key.")
+    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+        return Failure(
+            400,
+            "OpenAI refused the request as invalid "
+            "(for example, too long for the model's context window).",
+        )
     if isinstance(exc, openai.APIStatusError):
-        return error_response(502, f"OpenAI returned an error (HTTP {exc.status_code}).")
+        return Failure(502, f"OpenAI returned an error (HTTP {exc.status_code}).")
     if isinstance(exc, openai.APIConnectionError):
-        return error_response(502, "Could not reach OpenAI.")
-    return error_response(502, "OpenAI returned a response the service could not read.")
+        return Failure(502, "Could not reach OpenAI.")
+    return Failure(502, "OpenAI returned a response the service could not read.")
 
 
-async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    _note_error(request, exc)
+def describe_failure(exc: Exception) -> Failure:
+    """Any failure while answering (also one in the middle of a stream), as a `Failure`."""
+    if isinstance(exc, openai.OpenAIError | UpstreamInvalidResponse | DeadlineExceeded):
+        return describe_upstream_error(exc)
+    if isinstance(exc, OpenAIKeyUnavailable):
+        headers = _retry_after_header(exc.retry_after) if exc.retry_after is not None else {}
+        return Failure(503, str(exc), headers=headers)
+    if isinstance(exc, ClientKeyRejected):
+        return Failure(
+            401,
+            "Missing or invalid API key: send it in the x-api-key header "
+            "or as Authorization: Bearer <key>.",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if isinstance(exc, InvalidRequest):
+        return Failure(400, exc.message, param=exc.param, code=exc.code)
     logger.error("Unhandled error: %s", type(exc).__name__)
-    return error_response(500, "Internal server error.")
+    return Failure(500, "Internal server error.")
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    # ("body", "history", 0, "role") -> "history[0].role"
+    name = ""
+    for part in location[1:] if location and location[0] == "body" else location:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def _validation_message(error: dict[str, Any]) -> str:
+    if error["type"] == "string_pattern_mismatch":
+        return "must not be empty or only whitespace"
+    return str(error["msg"])
+
+
+def _describe_validation_error(exc: RequestValidationError) -> Failure:
+    errors = list(exc.errors())
+    if any(error["type"] == "json_invalid" for error in errors):
+        return Failure(400, "Request body is not valid JSON.")
+    fields = [
+        FieldError(field=_field_name(tuple(error["loc"])), message=_validation_message(error))
+        for error in errors
+    ]
+    if any(field.field == "body" for field in fields):
+        return Failure(
+            400,
+            "Request body must be a JSON object, sent as Content-Type: application/json.",
+            detail=fields,
+        )
+    first, first_error = fields[0], errors[0]
+    if first_error["type"] == "extra_forbidden":
+        # OpenAI's own wording for a parameter it does not know.
+        return Failure(
+            400,
+            f"Unrecognized request argument supplied: {first.field}",
+            param=first.field,
+            code="unknown_parameter",
+            detail=fields,
+        )
+    return Failure(
+        400,
+        f"Invalid field '{first.field}': {first.message}",
+        param=first.field,
+        code="invalid_value",
+        detail=fields,
+    )
+
+
+def _describe_http_error(request: Request, exc: StarletteHTTPException) -> Failure:
+    messages = {
+        # FastAPI's words for a body it could not decode (such as invalid UTF-8).
+        400: "Request body is not valid JSON."
+        if exc.detail == "There was an error parsing the body"
+        else None,
+        404: f"No route for {request.method} {request.url.path}.",
+        405: f"Method {request.method} is not allowed on {request.url.path}.",
+    }
+    message = messages.get(exc.status_code) or str(exc.detail) or HTTPStatus(exc.status_code).phrase
+    return Failure(exc.status_code, message, headers=exc.headers or {})
+
+
+def _note_error(request: Request, exc: Exception) -> None:
+    log = getattr(request.state, STATE_KEY, None)
+    if log is not None:
+        log.error_class = type(exc).__name__
+
+
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+    _note_error(request, exc)
+    if isinstance(exc, RequestValidationError):
+        failure = _describe_validation_error(exc)
+    elif isinstance(exc, StarletteHTTPException):
+        failure = _describe_http_error(request, exc)
+    else:
+        failure = describe_failure(exc)
+    return error_response(failure, route_path(request.scope))
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers that turn every failure into the JSON error shape."""
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(OpenAIKeyUnavailable, _on_key_unavailable)
-    app.add_exception_handler(openai.OpenAIError, _on_upstream_error)
-    app.add_exception_handler(UpstreamInvalidResponse, _on_upstream_error)
-    app.add_exception_handler(DeadlineExceeded, _on_upstream_error)
-    app.add_exception_handler(Exception, _on_unexpected_error)
+    """Install the handler that turns every failure into the route's JSON error shape."""
+    for exception_class in (
+        RequestValidationError,
+        StarletteHTTPException,
+        ClientKeyRejected,
+        InvalidRequest,
+        OpenAIKeyUnavailable,
+        openai.OpenAIError,
+        UpstreamInvalidResponse,
+        DeadlineExceeded,
+        Exception,
+    ):
+        app.add_exception_handler(exception_class, _on_error)

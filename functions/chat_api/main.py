@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,11 +11,13 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.clients import close_openai_client
-from chat_api.config import get_settings
-from chat_api.errors import register_error_handlers
+from chat_api.config import Settings, get_settings
+from chat_api.errors import error_responses, register_error_handlers
 from chat_api.request_log import RequestLogMiddleware
-from chat_api.routes import chat, health
+from chat_api.routes import chat, completions, health
 from chat_api.schemas import ErrorResponse
+
+logger = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -36,11 +39,11 @@ def create_app() -> FastAPI:
         # a 422 that this API never sends (validation errors are 400).
         responses={
             "default": {"model": ErrorResponse, "description": "Any error"},
-            404: {"model": ErrorResponse, "description": "No such route"},
-            405: {"model": ErrorResponse, "description": "Method not allowed on this route"},
+            **error_responses(404, 405),
         },
     )
     app.include_router(chat.router)
+    app.include_router(completions.router)
     app.include_router(health.router)
     register_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -54,4 +57,14 @@ def create_app() -> FastAPI:
         )
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
     app.add_middleware(RequestLogMiddleware)
+    _warn_if_open(settings)
     return app
+
+
+def _warn_if_open(settings: Settings) -> None:
+    """Say at start-up when no client keys are configured (a secret may still hold some)."""
+    if not settings.client_api_keys and not settings.openai_api_key_secret_id:
+        logger.warning(
+            "CLIENT_API_KEYS is not set: requests that arrive on a loopback address are served "
+            "without a key, every other request gets 401 (API Gateway's own key check aside)."
+        )

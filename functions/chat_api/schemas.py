@@ -25,7 +25,7 @@ class HistoryTurn(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """`POST /chat` body: the new message and, optionally, earlier turns."""
+    """`POST /chat` body: the new message, optionally earlier turns, and whether to stream."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -34,6 +34,7 @@ class ChatRequest(BaseModel):
 
     message: MessageText
     history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
+    stream: bool = False
 
 
 class Usage(BaseModel):
@@ -50,6 +51,12 @@ class ChatResponse(BaseModel):
     response: str
     model: str
     usage: Usage | None = None
+
+
+class ChatDelta(BaseModel):
+    """A streamed `delta` event of `POST /chat`: the next piece of the answer."""
+
+    text: str
 
 
 class FieldError(BaseModel):
@@ -70,3 +77,18 @@ class HealthResponse(BaseModel):
     """`GET /health` answer."""
 
     status: Literal["ok"] = "ok"
+
+
+class OpenAIErrorDetail(BaseModel):
+    """The inside of an error on `/v1/` routes, as OpenAI's API words it."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """Every error body on `/v1/` routes: OpenAI's shape, so its SDKs raise their usual errors."""
+
+    error: OpenAIErrorDetail

@@ -1,4 +1,8 @@
-"""The OpenAI key: from the environment, or from AWS Secrets Manager with a cache."""
+"""The service's keys: the OpenAI key and the client keys, from the environment or one secret.
+
+Both may live in one Secrets Manager secret (JSON with `OPENAI_API_KEY` and `CLIENT_API_KEYS`
+fields); it is fetched once and reused for `SECRET_CACHE_TTL_SECONDS`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,6 +20,7 @@ if TYPE_CHECKING:
     from chat_api.config import Settings
 
 KEY_FIELD = "OPENAI_API_KEY"
+CLIENT_KEYS_FIELD = "CLIENT_API_KEYS"
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +39,21 @@ class OpenAIKeyUnavailable(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class SecretValues:
+    """What the secret holds; empty where it holds nothing."""
+
+    openai_api_key: str
+    client_api_keys: tuple[str, ...]
+
+
 class OpenAIKeySource:
     """Async callable that gives the OpenAI key for the next request.
 
     `OPENAI_API_KEY` wins when set. Otherwise the secret named by `OPENAI_API_KEY_SECRET_ID`
     is fetched once and reused for `SECRET_CACHE_TTL_SECONDS`; a failed refresh keeps using the
-    previous key, and a failed first fetch is retried after a growing back-off.
+    previous key, and a failed first fetch is retried after a growing back-off. The same
+    cached secret also answers `client_api_keys()` when `CLIENT_API_KEYS` is not set.
     """
 
     def __init__(
@@ -50,7 +65,7 @@ class OpenAIKeySource:
         self._settings = settings
         self._secrets_client_factory = secrets_client_factory
         self._clock = clock
-        self._cached_key: str | None = None
+        self._cached: SecretValues | None = None
         self._cached_at = 0.0
         self._failures = 0
         self._retry_at = 0.0
@@ -72,45 +87,56 @@ class OpenAIKeySource:
                 "No OpenAI API key is configured: set OPENAI_API_KEY, or "
                 "OPENAI_API_KEY_SECRET_ID to a Secrets Manager secret that holds the key."
             )
-        if self._cached_key is not None and not self._is_stale():
-            return self._cached_key
-        async with self._fetching:
-            if self._cached_key is not None and not self._is_stale():
-                return self._cached_key  # another request fetched it while this one waited
-            return await self._refresh()
+        return (await self._secret_values()).openai_api_key
+
+    async def client_api_keys(self) -> tuple[str, ...]:
+        """Keys clients may call with: `CLIENT_API_KEYS`, else the secret's field, else none."""
+        if self._settings.client_api_keys:
+            return tuple(key.get_secret_value() for key in self._settings.client_api_keys)
+        if not self._settings.openai_api_key_secret_id:
+            return ()
+        return (await self._secret_values()).client_api_keys
 
     def invalidate(self, rejected_key: str) -> None:
-        """Forget the cached key if it is the one OpenAI rejected, so the next call refetches."""
-        if self._cached_key == rejected_key:
-            self._cached_key = None
+        """Forget the cached secret if its key is the one OpenAI rejected, to refetch it."""
+        if self._cached is not None and self._cached.openai_api_key == rejected_key:
+            self._cached = None
+
+    async def _secret_values(self) -> SecretValues:
+        if self._cached is not None and not self._is_stale():
+            return self._cached
+        async with self._fetching:
+            if self._cached is not None and not self._is_stale():
+                return self._cached  # another request fetched it while this one waited
+            return await self._refresh()
 
     def _is_stale(self) -> bool:
         return self._clock() - self._cached_at >= self._settings.secret_cache_ttl_seconds
 
-    async def _refresh(self) -> str:
+    async def _refresh(self) -> SecretValues:
         wait = self._retry_at - self._clock()
         if wait > 0:
-            if self._cached_key is not None:
-                return self._cached_key
+            if self._cached is not None:
+                return self._cached
             raise OpenAIKeyUnavailable(_UNREADABLE, retry_after=wait)
         try:
             # boto3 is synchronous: keep the event loop free while it waits.
-            key = await asyncio.to_thread(self._fetch_secret)
+            values = await asyncio.to_thread(self._fetch_secret)
         except OpenAIKeyUnavailable as exc:
             backoff = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2**self._failures)
             self._failures += 1
             self._retry_at = self._clock() + backoff
-            if self._cached_key is not None:
+            if self._cached is not None:
                 # A key that worked until now beats a 503 while Secrets Manager is down.
                 logger.warning("Secrets Manager refresh failed; keeping the cached OpenAI key")
-                return self._cached_key
+                return self._cached
             exc.retry_after = backoff
             raise
-        self._cached_key, self._cached_at = key, self._clock()
+        self._cached, self._cached_at = values, self._clock()
         self._failures, self._retry_at = 0, 0.0
-        return key
+        return values
 
-    def _fetch_secret(self) -> str:
+    def _fetch_secret(self) -> SecretValues:
         from botocore.exceptions import BotoCoreError, ClientError  # AWS path only
 
         secret_id = self._settings.openai_api_key_secret_id
@@ -118,13 +144,13 @@ class OpenAIKeySource:
             secret = self._secrets_client_factory().get_secret_value(SecretId=str(secret_id))
         except (BotoCoreError, ClientError) as exc:
             raise OpenAIKeyUnavailable(_UNREADABLE) from exc
-        key = _key_from_secret_string(secret.get("SecretString", ""))
-        if not key:
+        values = _values_from_secret_string(secret.get("SecretString", ""))
+        if not values.openai_api_key and not self._settings.openai_api_key:
             raise OpenAIKeyUnavailable(
                 "The Secrets Manager secret holds no OpenAI API key: store the key itself, "
                 f'or JSON with an "{KEY_FIELD}" field.'
             )
-        return key
+        return values
 
 
 _UNREADABLE = (
@@ -133,14 +159,27 @@ _UNREADABLE = (
 )
 
 
-def _key_from_secret_string(secret_string: str) -> str:
-    """The key stored plainly, or in the `OPENAI_API_KEY` field of a JSON secret."""
+def _values_from_secret_string(secret_string: str) -> SecretValues:
+    """The key stored plainly, or the fields of a JSON secret."""
     text = secret_string.strip()
     if not text.startswith("{"):
-        return text
+        return SecretValues(openai_api_key=text, client_api_keys=())
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
-        return ""
-    value = document.get(KEY_FIELD) if isinstance(document, dict) else None
-    return value.strip() if isinstance(value, str) else ""
+        return SecretValues(openai_api_key="", client_api_keys=())
+    if not isinstance(document, dict):
+        return SecretValues(openai_api_key="", client_api_keys=())
+    key = document.get(KEY_FIELD)
+    return SecretValues(
+        openai_api_key=key.strip() if isinstance(key, str) else "",
+        client_api_keys=_client_keys(document.get(CLIENT_KEYS_FIELD)),
+    )
+
+
+def _client_keys(value: object) -> tuple[str, ...]:
+    """A JSON list of keys, or one comma-separated string like the environment variable."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        return ()
+    return tuple(item.strip() for item in items if isinstance(item, str) and item.strip())

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chat_api.errors import UpstreamInvalidResponse
-from chat_api.schemas import ChatRequest, ChatResponse, Usage
+from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse
+from chat_api.services.completions import relay_chunks, to_usage
 
 if TYPE_CHECKING:
-    from openai.types.chat import ChatCompletionMessageParam
+    from collections.abc import AsyncIterator
+
+    from openai import AsyncStream
+    from openai.types import CompletionUsage
+    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
     from chat_api.config import Settings
+    from chat_api.request_log import RequestLog
     from chat_api.services.upstream import Upstream
 
 
@@ -40,16 +46,43 @@ async def complete_chat(
     content = completion.choices[0].message.content if completion.choices else None
     if content is None:
         raise UpstreamInvalidResponse("OpenAI returned no message content.")
-    usage = (
-        Usage(
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            total_tokens=completion.usage.total_tokens,
-        )
-        if completion.usage
-        else None
-    )
+    usage = to_usage(completion.usage)
     upstream.log.model, upstream.log.usage = completion.model, usage
     if settings.log_message_content:
         upstream.log.content = {"messages": messages, "answer": content}
     return ChatResponse(response=content, model=completion.model, usage=usage)
+
+
+async def open_chat_stream(
+    upstream: Upstream, settings: Settings, request: ChatRequest
+) -> AsyncStream[ChatCompletionChunk]:
+    """Start a streamed turn: failures before the first byte raise here, as for `complete_chat`."""
+    messages = build_messages(settings.system_prompt, request)
+    upstream.log.model = settings.openai_model
+    return await upstream.call(
+        lambda client: client.chat.completions.create(
+            model=settings.openai_model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+
+
+async def stream_chat(
+    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
+) -> AsyncIterator[ChatDelta | ChatResponse]:
+    """Each piece of the answer as it arrives, then the whole answer with its usage."""
+    parts: list[str] = []
+    model = ""
+    usage: CompletionUsage | None = None
+    async for chunk in relay_chunks(stream, log):
+        model = chunk.model or model
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            if choice.index == 0 and choice.delta.content:
+                parts.append(choice.delta.content)
+                yield ChatDelta(text=choice.delta.content)
+    if not parts:
+        raise UpstreamInvalidResponse("OpenAI returned no message content.")
+    yield ChatResponse(response="".join(parts), model=model, usage=to_usage(usage))

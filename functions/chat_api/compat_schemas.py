@@ -1,0 +1,75 @@
+"""Request and list bodies of the OpenAI-compatible `/v1/` API.
+
+Responses reuse the `openai` SDK's own models (`ChatCompletion`, `ChatCompletionChunk`,
+`Model`). The request accepts the allow-listed Chat Completions parameters and nothing else:
+like OpenAI itself, an unknown parameter is a 400, so nothing reaches OpenAI unvetted (no
+`n` to multiply the cost, no `service_tier` to change its price, no client-chosen endpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from openai.types import Model
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_MESSAGES = 500
+MAX_TOOLS = 128
+MAX_STOP_SEQUENCES = 4
+
+
+class ChatMessage(BaseModel):
+    """One message; its fields beyond `role` and `content` pass through to OpenAI unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    """`stream_options`: ask for the final usage chunk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+Penalty = Annotated[float, Field(ge=-2, le=2)]
+
+
+class ChatCompletionRequest(BaseModel):
+    """`POST /v1/chat/completions` body: the Chat Completions parameters this service allows."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}]
+        },
+    )
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    model: str = Field(min_length=1)
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    seed: int | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+
+
+class ModelList(BaseModel):
+    """`GET /v1/models` answer: the models clients may name, in OpenAI's list format."""
+
+    object: Literal["list"] = "list"
+    data: list[Model]

@@ -1,0 +1,86 @@
+"""`/v1/`: OpenAI's Chat Completions API, so OpenAI's SDKs work with `base_url=<service>/v1`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Depends, Response
+from openai.types.chat import ChatCompletion
+
+from chat_api.caller import get_caller
+from chat_api.compat_schemas import ChatCompletionRequest, ModelList
+from chat_api.deps import SettingsDep, UpstreamDep
+from chat_api.errors import Failure, error_body, error_responses
+from chat_api.schemas import OpenAIErrorResponse
+from chat_api.services.completions import (
+    create_completion,
+    list_models,
+    open_completion_stream,
+    relay_chunks,
+)
+from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
+
+if TYPE_CHECKING:
+    from openai import AsyncStream
+    from openai.types.chat import ChatCompletionChunk
+
+    from chat_api.request_log import RequestLog
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai-compatible"],
+    dependencies=[Depends(get_caller)],
+    responses={
+        "default": {"model": OpenAIErrorResponse, "description": "Any error"},
+        **error_responses(404, 405, openai_shape=True),
+    },
+)
+
+STREAM_DESCRIPTION = (
+    'With `"stream": true`: `data: {chat.completion.chunk}` events as OpenAI sends them, then '
+    '`data: [DONE]`; if OpenAI fails midway, one `data: {"error": {...}}` event instead of '
+    "`[DONE]`, which OpenAI's SDKs raise as `APIError`."
+)
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
+        **error_responses(400, 401, 413, 429, 502, 503, 504, openai_shape=True),
+    },
+    description=STREAM_DESCRIPTION,
+)
+async def chat_completions(
+    request: ChatCompletionRequest, upstream: UpstreamDep, settings: SettingsDep
+) -> Response:
+    """Create a chat completion, as OpenAI's `POST /v1/chat/completions` does."""
+    if not request.stream:
+        completion = await create_completion(upstream, request, settings)
+        # As OpenAI sent it: fields it left out stay out.
+        return Response(completion.to_json(indent=None), media_type="application/json")
+    stream = await open_completion_stream(upstream, request, settings)
+    return sse_response(_chunk_events(stream, upstream.log), _error_event)
+
+
+@router.get(
+    "/models", responses=error_responses(401, 503, openai_shape=True), response_model=ModelList
+)
+async def models(settings: SettingsDep) -> ModelList:
+    """List the models clients may name, as OpenAI's `GET /v1/models` does."""
+    return list_models(settings)
+
+
+async def _chunk_events(
+    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
+) -> AsyncGenerator[str]:
+    async for chunk in relay_chunks(stream, log):
+        yield sse_event(chunk.to_json(indent=None))
+    yield sse_event("[DONE]")
+
+
+def _error_event(failure: Failure) -> str:
+    return sse_event(json.dumps(error_body(failure, openai_shape=True)))

@@ -1,0 +1,122 @@
+"""OpenAI-compatible chat completions: vet the client's request, pass it on, relay the answer."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+from openai.types import Model
+
+from chat_api.compat_schemas import ModelList
+from chat_api.errors import InvalidRequest, UpstreamInvalidResponse
+from chat_api.schemas import Usage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from openai import AsyncOpenAI, AsyncStream
+    from openai.types import CompletionUsage
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    from chat_api.compat_schemas import ChatCompletionRequest
+    from chat_api.config import Settings
+    from chat_api.request_log import RequestLog
+    from chat_api.services.upstream import Upstream
+
+
+def list_models(settings: Settings) -> ModelList:
+    """The models clients may name, in OpenAI's list format."""
+    return ModelList(
+        data=[
+            Model(id=model, object="model", created=0, owned_by="system")
+            for model in settings.models_allowed
+        ]
+    )
+
+
+def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[str, Any]:
+    """The parameters sent to OpenAI, or `InvalidRequest` if configuration does not allow them."""
+    if request.model not in settings.models_allowed:
+        raise InvalidRequest(
+            f"The model '{request.model}' is not available on this service; "
+            f"allowed: {', '.join(settings.models_allowed)}.",
+            param="model",
+            code="model_not_allowed",
+        )
+    cap = settings.max_completion_tokens
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(request, name)
+        if value is not None and value > cap:
+            raise InvalidRequest(
+                f"'{name}' may be at most {cap} on this service.",
+                param=name,
+                code="invalid_value",
+            )
+    params = request.model_dump(exclude_unset=True, exclude={"stream"})
+    if request.max_tokens is None and request.max_completion_tokens is None:
+        # Without a limit the model may write until its own maximum, at the owner's expense.
+        params["max_completion_tokens"] = cap
+    return params
+
+
+async def create_completion(
+    upstream: Upstream, request: ChatCompletionRequest, settings: Settings
+) -> ChatCompletion:
+    """One non-streaming completion."""
+    params = upstream_params(request, settings)
+    upstream.log.model = request.model
+
+    async def create(client: AsyncOpenAI) -> ChatCompletion:
+        # The parameters are typed by the request model; unpacked, mypy sees them as Any.
+        return cast("ChatCompletion", await client.chat.completions.create(**params))
+
+    completion = await upstream.call(create)
+    upstream.log.model = completion.model
+    upstream.log.usage = to_usage(completion.usage)
+    return completion
+
+
+async def open_completion_stream(
+    upstream: Upstream, request: ChatCompletionRequest, settings: Settings
+) -> AsyncStream[ChatCompletionChunk]:
+    """Start a streaming completion: failures before the first byte raise here, as usual."""
+    params = upstream_params(request, settings)
+    upstream.log.model = request.model
+
+    async def create(client: AsyncOpenAI) -> AsyncStream[ChatCompletionChunk]:
+        return cast(
+            "AsyncStream[ChatCompletionChunk]",
+            await client.chat.completions.create(stream=True, **params),
+        )
+
+    return await upstream.call(create)
+
+
+async def relay_chunks(
+    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
+) -> AsyncIterator[ChatCompletionChunk]:
+    """The stream's chunks; raises if it breaks off or ends before a choice finished."""
+    finished = False
+    async with stream:
+        try:
+            async for chunk in stream:
+                finished = finished or any(choice.finish_reason for choice in chunk.choices)
+                log.model = chunk.model or log.model
+                log.usage = to_usage(chunk.usage) or log.usage
+                yield chunk
+        except json.JSONDecodeError as exc:
+            raise UpstreamInvalidResponse("OpenAI sent a malformed stream chunk.") from exc
+    if not finished:
+        # A clean close before the last chunk: the answer is cut short, say so.
+        raise UpstreamInvalidResponse("OpenAI's stream ended before the answer finished.")
+
+
+def to_usage(usage: CompletionUsage | None) -> Usage | None:
+    """OpenAI's token counts in the service's own shape."""
+    if usage is None:
+        return None
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )

@@ -1,0 +1,40 @@
+"""Server-Sent Events: framing, and a stream that ends with an error event instead of hanging.
+
+Under uvicorn each event is sent as soon as it is produced. Under Mangum on Lambda the whole
+body is buffered and returned at the end: it is still a complete, parseable SSE body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+
+from fastapi.responses import StreamingResponse
+
+from chat_api.errors import Failure, describe_failure
+
+MEDIA_TYPE = "text/event-stream"
+# No proxy or browser cache may hold events back; nginx buffers unless told not to.
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse_event(data: str, event: str | None = None) -> str:
+    """One event: an optional `event:` line, one `data:` line (JSON has no raw newlines)."""
+    return (f"event: {event}\n" if event else "") + f"data: {data}\n\n"
+
+
+def sse_response(
+    events: AsyncGenerator[str], on_failure: Callable[[Failure], str]
+) -> StreamingResponse:
+    """Stream `events`; a failure midway becomes one last event from `on_failure`."""
+
+    async def guarded() -> AsyncIterator[str]:
+        async with aclosing(events):
+            try:
+                async for event in events:
+                    yield event
+            # The status line is already sent: the failure can only be told in-band.
+            except Exception as exc:
+                yield on_failure(describe_failure(exc))
+
+    return StreamingResponse(guarded(), media_type=MEDIA_TYPE, headers=HEADERS)
