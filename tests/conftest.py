@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import io
 import json
 import logging
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
+from mangum import Mangum
 from scripts.invoke import LocalContext
 
-from chat_api.clients import get_key_source, get_openai_client, get_secrets_client
+from chat_api.clients import (
+    close_openai_client,
+    get_key_source,
+    get_openai_client,
+    get_secrets_client,
+)
 from chat_api.config import Settings, get_settings
 from chat_api.main import create_app
 from chat_api.request_log import get_logger, get_metrics
@@ -27,6 +40,8 @@ CLIENT_API_KEY = "EXAMPLE-not-a-real-api-key-0000000000000"
 Configure = Callable[..., None]
 AppClient = Callable[[], TestClient]
 ReadLogs = Callable[[], list[dict[str, Any]]]
+Serve = Callable[[], str]
+LambdaEvent = dict[str, Any]
 
 
 def clear_caches() -> None:
@@ -90,7 +105,7 @@ def fake_openai(configure: Configure) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def client(fake_openai: FakeOpenAI) -> Iterator[TestClient]:
-    """The ASGI app over HTTP with the client key, one event loop for the test (a warm container)."""
+    """The app over HTTP with the client key; one event loop for the test (a warm container)."""
     with authorized_client() as test_client:
         yield test_client
 
@@ -130,3 +145,76 @@ def load_event(name: str, **overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text())
     event.update(overrides)
     return event
+
+
+@pytest.fixture
+def serve(fake_openai: FakeOpenAI) -> Iterator[Serve]:
+    """Start the app under uvicorn on a loopback port (from the current environment); its URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start() -> str:
+        config = uvicorn.Config(
+            create_app, factory=True, host="127.0.0.1", port=0, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 5
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            assert time.monotonic() < deadline, "uvicorn did not start in time"
+            time.sleep(0.005)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+
+class LambdaRuntime:
+    """The real handler module, imported as Lambda would, invoked on its own event loop.
+
+    Calls run on one worker thread that owns the handler's loop, as the Lambda runtime's one
+    thread does; so a test may invoke from inside `asyncio.run` (an async SDK client) too.
+    """
+
+    def __init__(self, context: LocalContext) -> None:
+        sys.modules.pop("chat_api.handler", None)
+        module = importlib.import_module("chat_api.handler")
+        self._handler: Mangum = module.handler
+        self._context = context
+        self.loop = asyncio.get_event_loop_policy().get_event_loop()
+        # The import made this loop current for the main thread; only the worker runs it.
+        asyncio.set_event_loop(None)
+        self._worker = ThreadPoolExecutor(
+            max_workers=1, initializer=asyncio.set_event_loop, initargs=(self.loop,)
+        )
+
+    def invoke(self, event: LambdaEvent) -> dict[str, Any]:
+        """Invoke the handler with `event` and return its response dict."""
+        return self._worker.submit(self._handler, event, self._context).result()
+
+    async def invoke_async(self, event: LambdaEvent) -> dict[str, Any]:
+        """`invoke`, awaitable from another event loop."""
+        return await asyncio.wrap_future(self._worker.submit(self._handler, event, self._context))
+
+    def close(self) -> None:
+        """Close the OpenAI client and the loop, like a container's end."""
+        self._worker.submit(self.loop.run_until_complete, close_openai_client()).result()
+        # Generators the SDK left open are closed on the loop, as `asyncio.run` does at its end.
+        self._worker.submit(self.loop.run_until_complete, self.loop.shutdown_asyncgens()).result()
+        self._worker.shutdown()
+        self.loop.close()
+
+
+@pytest.fixture
+def lambda_runtime(
+    fake_openai: FakeOpenAI, lambda_context: LocalContext
+) -> Iterator[LambdaRuntime]:
+    """The Lambda handler, fresh from the configured environment."""
+    runtime = LambdaRuntime(lambda_context)
+    yield runtime
+    runtime.close()

@@ -1,7 +1,8 @@
 """A real loopback HTTP server that speaks OpenAI's chat completions wire protocol.
 
-Tests script its replies (status, body, headers, delay, dropped connection) so that the real
-`openai` client, with its retries and timeouts, talks to it exactly as it would to OpenAI.
+Tests script its replies (status, body, headers, delay, dropped connection, or a stream of
+Server-Sent Events paced and possibly broken off) so that the real `openai` client, with its
+retries and timeouts, talks to it exactly as it would to OpenAI.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop_connection: bool = False
+    # Stream these `data:` events (then `data: [DONE]`) instead of a JSON body. A request with
+    # `"stream": true` gets an echo stream by default.
+    stream: list[dict[str, Any] | bytes] | None = None
+    chunk_delay: float = 0.0
+    # Cut the connection after this many events, mid-body, as a failing upstream would.
+    break_after: int | None = None
 
 
 @dataclass
@@ -33,6 +40,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     json: dict[str, Any]
+    # When each streamed event left the server (monotonic clock).
+    events_sent_at: list[float] = field(default_factory=list)
 
 
 def completion(content: str, model: str = "gpt-4o-mini", prompt_tokens: int = 9) -> dict[str, Any]:
@@ -57,6 +66,47 @@ def completion(content: str, model: str = "gpt-4o-mini", prompt_tokens: int = 9)
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def chunk(
+    content: str | None = None,
+    *,
+    role: str | None = None,
+    finish_reason: str | None = None,
+    model: str = "gpt-4o-mini",
+) -> dict[str, Any]:
+    """A chat.completion.chunk body with one choice, as OpenAI streams it."""
+    delta: dict[str, Any] = {}
+    if role is not None:
+        delta["role"] = role
+    if content is not None:
+        delta["content"] = content
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def stream_of(
+    text: str, model: str = "gpt-4o-mini", *, include_usage: bool = False, prompt_tokens: int = 9
+) -> list[dict[str, Any] | bytes]:
+    """The chunks OpenAI streams for `text`: role, one per word, finish, and usage if asked."""
+    words = text.split(" ")
+    pieces = [word if i == 0 else f" {word}" for i, word in enumerate(words)]
+    events: list[dict[str, Any] | bytes] = [chunk("", role="assistant", model=model)]
+    events += [chunk(piece, model=model) for piece in pieces]
+    events.append(chunk(finish_reason="stop", model=model))
+    if include_usage:
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(words),
+            "total_tokens": prompt_tokens + len(words),
+        }
+        events.append({**chunk(model=model), "choices": [], "usage": usage})
+    return events
 
 
 def error_body(message: str, error_type: str, code: str | None = None) -> dict[str, Any]:
@@ -130,8 +180,10 @@ class FakeOpenAI:
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.drop_connection:
-                    self.close_connection = True
-                    self.connection.shutdown(2)
+                    self._drop()
+                    return
+                if reply.stream is not None or (payload.get("stream") and reply.body is None):
+                    self._stream(reply, payload, recorded)
                     return
                 body = reply.body if reply.body is not None else _default_body(payload)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -146,7 +198,47 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
+            def _stream(
+                self, reply: Reply, payload: dict[str, Any], recorded: RecordedRequest
+            ) -> None:
+                events = reply.stream if reply.stream is not None else _default_stream(payload)
+                self.send_response(reply.status)
+                self.send_header("content-type", "text/event-stream; charset=utf-8")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                try:
+                    for number, event in enumerate([*events, b"[DONE]"]):
+                        if number == reply.break_after:
+                            self._drop()
+                            return
+                        if number and reply.chunk_delay:
+                            time.sleep(reply.chunk_delay)
+                        data = event if isinstance(event, bytes) else json.dumps(event).encode()
+                        self._write_chunk(b"data: " + data + b"\n\n")
+                        recorded.events_sent_at.append(time.monotonic())
+                    self._write_chunk(b"")
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            def _write_chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                self.connection.shutdown(2)
+
         return Handler
+
+
+def _default_stream(payload: dict[str, Any]) -> list[dict[str, Any] | bytes]:
+    messages = payload.get("messages") or [{"content": ""}]
+    include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+    return stream_of(
+        f"Echo: {messages[-1].get('content', '')}",
+        payload.get("model", "gpt"),
+        include_usage=include_usage,
+    )
 
 
 def _default_body(payload: dict[str, Any]) -> dict[str, Any]:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import importlib
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from scripts.invoke import LocalContext
 
-from chat_api.clients import close_openai_client
-from tests.conftest import ReadLogs, load_event
+from tests.conftest import LambdaRuntime, ReadLogs, load_event
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -25,16 +22,9 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @pytest.fixture
-def invoke(fake_openai: FakeOpenAI, lambda_context: LocalContext) -> Iterator[Invoke]:
-    """Import the handler module as Lambda would (fresh, from the configured environment)."""
-    sys.modules.pop("chat_api.handler", None)
-    module = importlib.import_module("chat_api.handler")
-    yield lambda event: module.handler(event, lambda_context)
-    # The module owns one event loop for the container; close it like a container's end.
-    loop = asyncio.get_event_loop_policy().get_event_loop()
-    loop.run_until_complete(close_openai_client())
-    loop.close()
-    asyncio.set_event_loop(None)
+def invoke(lambda_runtime: LambdaRuntime) -> Invoke:
+    """The real handler, invoked as Lambda would."""
+    return lambda_runtime.invoke
 
 
 def body_of(response: dict[str, Any]) -> Any:

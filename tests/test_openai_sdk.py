@@ -1,0 +1,400 @@
+"""The official `openai` SDK as the client: under uvicorn on loopback and through Lambda.
+
+Sync and async, streaming and not, OpenAI's exception classes for every failure, and the
+client key check. OpenAI itself is the loopback fake server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import CLIENT_API_KEY, TEST_OPENAI_KEY, Configure, LambdaRuntime, Serve
+from tests.fake_openai import FakeOpenAI, Reply, chunk, completion, error_body, stream_of
+from tests.sdk import Service
+
+HI: list[Any] = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture(params=["uvicorn", "lambda"])
+def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
+    """The service under uvicorn, or the Lambda handler behind the REST API (key checked there)."""
+    if request.param == "uvicorn":
+        serve: Serve = request.getfixturevalue("serve")
+        return Service.served(serve())
+    runtime: LambdaRuntime = request.getfixturevalue("lambda_runtime")
+    return Service.on_lambda(runtime, "rest-api")
+
+
+@pytest.fixture(params=["uvicorn", "lambda-function-url"])
+def self_checking_service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
+    """The service where the app checks client keys itself."""
+    if request.param == "uvicorn":
+        serve: Serve = request.getfixturevalue("serve")
+        return Service.served(serve())
+    runtime: LambdaRuntime = request.getfixturevalue("lambda_runtime")
+    return Service.on_lambda(runtime, "function-url")
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+def test_sync_completion_returns_openais_answer(service: Service, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply(body=completion("Hello, human.", model="gpt-4o-mini-2024")))
+
+    with service.client() as client:
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+
+    assert answer.choices[0].message.content == "Hello, human."
+    assert answer.model == "gpt-4o-mini-2024"
+    assert answer.usage is not None
+    assert answer.usage.total_tokens == 11
+
+
+def test_async_completion_returns_openais_answer(service: Service) -> None:
+    async def ask() -> str | None:
+        async with service.async_client() as client:
+            answer = await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        return answer.choices[0].message.content
+
+    assert asyncio.run(ask()) == "Echo: Hi"
+
+
+def test_openai_gets_the_servers_key_never_the_clients(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    with service.client() as client:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI)
+
+    sent = fake_openai.requests[-1]
+    assert sent.headers["authorization"] == f"Bearer {TEST_OPENAI_KEY}"
+    assert CLIENT_API_KEY not in str(sent.headers)
+    assert TEST_OPENAI_KEY not in raw.http_response.text
+
+
+def test_sync_stream_yields_the_chunks_and_the_usage_chunk(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    with service.client() as client:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=HI,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Echo: Hi"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 2
+    assert fake_openai.requests[-1].json["stream_options"] == {"include_usage": True}
+
+
+def test_async_stream_yields_the_chunks(service: Service) -> None:
+    async def collect() -> str:
+        async with service.async_client() as client:
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=HI, stream=True
+            )
+            return "".join([c.choices[0].delta.content or "" async for c in stream])
+
+    assert asyncio.run(collect()) == "Echo: Hi"
+
+
+def test_models_lists_the_allowed_models(service: Service, configure: Configure) -> None:
+    configure(ALLOWED_MODELS="gpt-4o-mini, gpt-4.1")
+
+    with service.client() as client:
+        models = client.models.list()
+
+    assert [model.id for model in models] == ["gpt-4o-mini", "gpt-4.1"]
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+
+def test_standard_parameters_pass_through_unchanged(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    tools: Any = [{"type": "function", "function": {"name": "now", "parameters": {}}}]
+    messages: Any = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}], "name": "ada"},
+    ]
+
+    with service.client() as client:
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=messages,
+            temperature=0.2,
+            top_p=0.9,
+            max_tokens=50,
+            stop=["END"],
+            user="user-1",
+            response_format={"type": "json_object"},
+            tools=tools,
+            tool_choice="auto",
+            seed=7,
+        )
+
+    assert fake_openai.requests[-1].json == {
+        "model": "gpt-4o-mini",
+        "messages": messages,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_tokens": 50,
+        "stop": ["END"],
+        "user": "user-1",
+        "response_format": {"type": "json_object"},
+        "tools": tools,
+        "tool_choice": "auto",
+        "seed": 7,
+    }
+
+
+def test_without_a_token_limit_the_configured_cap_is_sent(
+    service: Service, fake_openai: FakeOpenAI, configure: Configure
+) -> None:
+    configure(MAX_COMPLETION_TOKENS="300")
+
+    with service.client() as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+
+    assert fake_openai.requests[-1].json["max_completion_tokens"] == 300
+
+
+def test_model_outside_the_allow_list_is_bad_request(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    with service.client() as client, pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="gpt-4.5-preview", messages=HI)
+
+    assert raised.value.param == "model"
+    assert raised.value.code == "model_not_allowed"
+    assert fake_openai.requests == []
+
+
+def test_another_allowed_model_is_sent_to_openai(
+    service: Service, fake_openai: FakeOpenAI, configure: Configure
+) -> None:
+    configure(ALLOWED_MODELS="gpt-4o-mini,gpt-4.1")
+
+    with service.client() as client:
+        client.chat.completions.create(model="gpt-4.1", messages=HI)
+
+    assert fake_openai.requests[-1].json["model"] == "gpt-4.1"
+
+
+@pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens"])
+def test_token_limit_over_the_cap_is_bad_request(
+    service: Service, fake_openai: FakeOpenAI, configure: Configure, name: str
+) -> None:
+    configure(MAX_COMPLETION_TOKENS="100")
+    limit: Any = {name: 101}
+
+    with service.client() as client, pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, **limit)
+
+    assert raised.value.param == name
+    assert fake_openai.requests == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"base_url": "http://attacker.example/v1"}, {"n": 5}, {"service_tier": "priority"}],
+    ids=["base_url", "n", "service_tier"],
+)
+def test_parameter_outside_the_allow_list_is_rejected_like_openai_does(
+    service: Service, fake_openai: FakeOpenAI, extra: dict[str, Any]
+) -> None:
+    with service.client() as client, pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, extra_body=extra)
+
+    name = next(iter(extra))
+    body: Any = raised.value.body
+    assert body["message"] == f"Unrecognized request argument supplied: {name}"
+    assert raised.value.param == name
+    assert raised.value.code == "unknown_parameter"
+    assert fake_openai.requests == []
+
+
+def test_out_of_range_value_is_bad_request_naming_the_parameter(service: Service) -> None:
+    with service.client() as client, pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, temperature=5)
+
+    assert raised.value.param == "temperature"
+    assert raised.value.type == "invalid_request_error"
+
+
+# --- upstream failures -----------------------------------------------------------------------
+
+
+UPSTREAM_FAILURES = {
+    "rate-limit": (
+        Reply(status=429, body=error_body("slow down", "requests"), headers={"retry-after": "3"}),
+        openai.RateLimitError,
+        429,
+    ),
+    "server-error": (
+        Reply(status=500, body=error_body("boom", "server_error")),
+        openai.InternalServerError,
+        502,
+    ),
+    "rejected-key": (
+        Reply(status=401, body=error_body("Incorrect API key provided: sk-t****", "x")),
+        openai.InternalServerError,
+        502,
+    ),
+    "bad-request": (
+        Reply(status=400, body=error_body("context_length_exceeded: sk-t****", "x")),
+        openai.BadRequestError,
+        400,
+    ),
+    "malformed": (Reply(body=b"not json"), openai.InternalServerError, 502),
+}
+
+
+@pytest.mark.parametrize(
+    ("reply", "exception", "status"), UPSTREAM_FAILURES.values(), ids=UPSTREAM_FAILURES.keys()
+)
+def test_upstream_failure_raises_the_sdks_exception_without_upstream_text(
+    service: Service,
+    fake_openai: FakeOpenAI,
+    reply: Reply,
+    exception: type[openai.APIStatusError],
+    status: int,
+) -> None:
+    fake_openai.enqueue(reply)
+
+    with service.client() as client, pytest.raises(exception) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+
+    assert raised.value.status_code == status
+    assert "sk-t" not in raised.value.response.text
+    assert set(raised.value.response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_upstream_failure_before_the_stream_raises_before_any_chunk(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(status=429, body=error_body("slow down", "requests")))
+
+    with service.client() as client, pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+
+
+def test_stream_broken_off_midway_raises_api_error_after_the_chunks_so_far(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(stream=stream_of("one two three"), break_after=2))
+    received: list[str] = []
+
+    with service.client() as client:
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+        with pytest.raises(openai.APIError) as raised:
+            received.extend(c.choices[0].delta.content or "" for c in stream)
+
+    assert received == ["", "one"]
+    assert raised.value.message == "Could not reach OpenAI."
+    assert raised.value.body == {
+        "message": "Could not reach OpenAI.",
+        "type": "upstream_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def test_stream_that_ends_before_the_answer_finished_raises_api_error(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(stream=[chunk("", role="assistant"), chunk("Hel")]))
+
+    with service.client() as client:
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+        with pytest.raises(openai.APIError, match="could not read"):
+            list(stream)
+
+
+def test_async_stream_broken_off_midway_raises_api_error(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(stream=stream_of("one two three"), break_after=3))
+
+    async def consume() -> None:
+        async with service.async_client() as client:
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=HI, stream=True
+            )
+            async for _ in stream:
+                pass
+
+    with pytest.raises(openai.APIError, match=r"Could not reach OpenAI\."):
+        asyncio.run(consume())
+
+
+# --- streaming as it happens -----------------------------------------------------------------
+
+
+def test_under_uvicorn_the_first_chunk_arrives_before_openai_finished(
+    serve: Serve, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(stream=stream_of("one two three"), chunk_delay=0.15))
+
+    with Service.served(serve()).client() as client:
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+        next(stream)
+        first_chunk_at = time.monotonic()
+        list(stream)
+
+    assert first_chunk_at < fake_openai.requests[-1].events_sent_at[-1]
+
+
+# --- client keys -----------------------------------------------------------------------------
+
+
+def test_wrong_client_key_raises_authentication_error_and_openai_is_not_called(
+    self_checking_service: Service, fake_openai: FakeOpenAI
+) -> None:
+    with (
+        self_checking_service.client(api_key="sk-guessed") as client,
+        pytest.raises(openai.AuthenticationError) as raised,
+    ):
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+
+    assert raised.value.code == "invalid_api_key"
+    assert fake_openai.requests == []
+
+
+def test_wrong_client_key_is_refused_on_models_too(self_checking_service: Service) -> None:
+    with (
+        self_checking_service.client(api_key="sk-guessed") as client,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        client.models.list()
+
+
+def test_async_client_with_the_right_key_is_served(self_checking_service: Service) -> None:
+    async def ask() -> str | None:
+        async with self_checking_service.async_client() as client:
+            answer = await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        return answer.choices[0].message.content
+
+    assert asyncio.run(ask()) == "Echo: Hi"
+
+
+def test_rest_api_trusts_api_gateways_key_check(
+    lambda_runtime: LambdaRuntime, configure: Configure
+) -> None:
+    # API Gateway checked the key and names its id; the app does not check a second time.
+    configure(CLIENT_API_KEYS="some-other-key")
+
+    with Service.on_lambda(lambda_runtime, "rest-api").client(api_key="unused") as client:
+        answer = client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+
+    assert answer.choices[0].message.content == "Echo: Hi"
