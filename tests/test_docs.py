@@ -19,8 +19,16 @@ def test_openapi_declares_every_documented_chat_status(client: TestClient) -> No
 
     statuses = set(schema["paths"]["/chat"]["post"]["responses"])
 
-    assert {"200", "400", "404", "405", "413", "429", "502", "503", "504"} <= statuses
+    assert {"200", "400", "401", "404", "405", "413", "429", "502", "503", "504"} <= statuses
     assert "422" not in statuses
+
+
+def test_openapi_declares_the_chat_stream(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+
+    ok = schema["paths"]["/chat"]["post"]["responses"]["200"]
+
+    assert set(ok["content"]) == {"application/json", "text/event-stream"}
 
 
 def test_openapi_error_responses_use_the_error_shape(client: TestClient) -> None:

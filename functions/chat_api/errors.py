@@ -207,11 +207,23 @@ def describe_failure(exc: Exception) -> Failure:
     return Failure(500, "Internal server error.")
 
 
+# Pydantic names the member of a union that failed in the location ("stop", "list[str]");
+# a field name never looks like these.
+_UNION_MEMBER_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
+def _is_union_member_tag(part: str) -> bool:
+    return part in _UNION_MEMBER_TAGS or "[" in part
+
+
 def _field_name(location: tuple[int | str, ...]) -> str:
     # ("body", "history", 0, "role") -> "history[0].role"
     name = ""
     for part in location[1:] if location and location[0] == "body" else location:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif not _is_union_member_tag(part):
+            name += f".{part}" if name else part
     return name or "body"
 
 
