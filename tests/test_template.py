@@ -119,6 +119,8 @@ def test_environment_is_read_from_parameters(
     assert variables == {
         "OPENAI_API_KEY_SECRET_ID": {"Ref": SECRET_PARAMETER},
         "OPENAI_MODEL": {"Ref": "OpenAIModel"},
+        "ALLOWED_MODELS": {"Ref": "AllowedModels"},
+        "MAX_COMPLETION_TOKENS": {"Ref": "MaxCompletionTokens"},
         "SYSTEM_PROMPT": {"Ref": "SystemPrompt"},
         "CORS_ALLOW_ORIGINS": {"Ref": "CorsAllowOrigins"},
     }
@@ -126,8 +128,37 @@ def test_environment_is_read_from_parameters(
         assert variable["Ref"] in template["Parameters"]
 
 
-def test_chat_requires_an_api_key(template: dict[str, Any]) -> None:
-    assert _api_key_required(template, "POST", "/chat")
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/chat"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")],
+)
+def test_routes_that_can_spend_or_list_require_an_api_key(
+    template: dict[str, Any], method: str, path: str
+) -> None:
+    assert _api_key_required(template, method, path)
+
+
+@pytest.mark.parametrize("path", ["/chat", "/v1/chat/completions", "/v1/models"])
+def test_keyed_routes_answer_cors_preflight_without_a_key(
+    template: dict[str, Any], path: str
+) -> None:
+    assert not _api_key_required(template, "OPTIONS", path)
+
+
+def test_max_completion_tokens_is_a_bounded_parameter(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["MaxCompletionTokens"]
+    assert parameter["Type"] == "Number"
+    assert parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"]
+
+
+@pytest.mark.parametrize("value", ["", "gpt-4o-mini", "gpt-4o-mini,gpt-4.1", "gpt-4o-mini, o3"])
+def test_allowed_models_parameter_accepts_model_lists(template: dict[str, Any], value: str) -> None:
+    assert re.fullmatch(template["Parameters"]["AllowedModels"]["AllowedPattern"], value)
+
+
+@pytest.mark.parametrize("value", ["*", "gpt-4o-mini,", "https://evil.example/v1"])
+def test_allowed_models_parameter_refuses_non_models(template: dict[str, Any], value: str) -> None:
+    assert not re.fullmatch(template["Parameters"]["AllowedModels"]["AllowedPattern"], value)
 
 
 @pytest.mark.parametrize(("method", "path"), PUBLIC_ROUTES)
@@ -279,7 +310,18 @@ def test_sample_event_is_a_json_object(path: Path) -> None:
     assert isinstance(json.loads(path.read_text()), dict)
 
 
-@pytest.mark.parametrize("name", ["chat.json", "health.json", "docs.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "chat.json",
+        "chat-stream.json",
+        "chat-completions.json",
+        "chat-completions-stream.json",
+        "models.json",
+        "health.json",
+        "docs.json",
+    ],
+)
 def test_rest_events_carry_the_prod_stage_path(name: str) -> None:
     event = json.loads((EVENTS / name).read_text())
     context = event["requestContext"]
@@ -353,3 +395,10 @@ def test_powertools_names_match_the_app_defaults(template: dict[str, Any]) -> No
         variables["POWERTOOLS_METRICS_NAMESPACE"]
         == defaults["powertools_metrics_namespace"].default
     )
+
+
+@pytest.mark.parametrize("name", ["chat-http-api.json", "chat-alb.json", "chat-function-url.json"])
+def test_events_the_app_checks_itself_carry_a_client_key(name: str) -> None:
+    # Behind these sources no gateway checks the key: the app needs one (CLIENT_API_KEYS).
+    event = json.loads((EVENTS / name).read_text())
+    assert event["headers"]["x-api-key"]
