@@ -18,7 +18,7 @@ from chat_api.clients import get_key_source
 from chat_api.config import get_settings
 from chat_api.main import create_app
 from chat_api.services.api_key import FIRST_BACKOFF_SECONDS, OpenAIKeySource
-from tests.conftest import TEST_OPENAI_KEY, AppClient, Configure
+from tests.conftest import CLIENT_API_KEY, TEST_OPENAI_KEY, AppClient, Configure
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
@@ -230,7 +230,10 @@ def stubbed_secrets(
     key_source = OpenAIKeySource(get_settings(), lambda: secrets_client, clock=clock)
     app = create_app()
     app.dependency_overrides[get_key_source] = lambda: key_source
-    with Stubber(secrets_client) as stubber, TestClient(app) as client:
+    with (
+        Stubber(secrets_client) as stubber,
+        TestClient(app, headers={"x-api-key": CLIENT_API_KEY}) as client,
+    ):
         yield stubber, clock, client
         stubber.assert_no_pending_responses()
 

@@ -173,12 +173,6 @@ def describe_upstream_error(exc: Exception) -> Failure:
         )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return Failure(502, "OpenAI rejected the service's configured API key.")
-    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-        return Failure(
-            400,
-            "OpenAI refused the request as invalid "
-            "(for example, too long for the model's context window).",
-        )
     if isinstance(exc, openai.APIStatusError):
         return Failure(502, f"OpenAI returned an error (HTTP {exc.status_code}).")
     if isinstance(exc, openai.APIConnectionError):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
+import openai
 from openai.types import Model
 
 from chat_api.compat_schemas import ModelList
@@ -12,7 +14,7 @@ from chat_api.errors import InvalidRequest, UpstreamInvalidResponse
 from chat_api.schemas import Usage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     from openai import AsyncOpenAI, AsyncStream
     from openai.types import CompletionUsage
@@ -70,7 +72,8 @@ async def create_completion(
         # The parameters are typed by the request model; unpacked, mypy sees them as Any.
         return cast("ChatCompletion", await client.chat.completions.create(**params))
 
-    completion = await upstream.call(create)
+    with _refusal_is_the_clients():
+        completion = await upstream.call(create)
     upstream.log.model = completion.model
     upstream.log.usage = to_usage(completion.usage)
     return completion
@@ -89,7 +92,22 @@ async def open_completion_stream(
             await client.chat.completions.create(stream=True, **params),
         )
 
-    return await upstream.call(create)
+    with _refusal_is_the_clients():
+        return await upstream.call(create)
+
+
+@contextmanager
+def _refusal_is_the_clients() -> Iterator[None]:
+    """OpenAI's 400 for a request the client composed is the client's 400, not a 502."""
+    try:
+        yield
+    except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+        # Its text is not forwarded: it can quote the request.
+        raise InvalidRequest(
+            "OpenAI refused the request as invalid "
+            "(for example, too long for the model's context window).",
+            code="upstream_rejected",
+        ) from exc
 
 
 async def relay_chunks(
