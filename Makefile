@@ -13,7 +13,7 @@ CHECKOV_BIN := .venv-checkov/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 EVENT ?= events/chat.json
 
-.PHONY: help install dev test lint format invoke lint-template build
+.PHONY: help install dev test lint format invoke lint-template build build-ChatFunction bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -45,7 +45,7 @@ format: install  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint lint-template  ## Lint, then run the whole test suite (no network)
+test: lint lint-template build  ## Lint, build the artifact, then run the whole test suite (no network)
 	$(BIN)/pytest
 
 invoke: install  ## Run EVENT (default events/chat.json) through the real Lambda handler in-process
@@ -62,6 +62,15 @@ lint-template: $(SAM_BIN)/.installed $(CHECKOV_BIN)/.installed  ## sam validate 
 	$(SAM_BIN)/cfn-lint template.yaml
 	$(CHECKOV_BIN)/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
-# sam build looks for the function's python3.13 on PATH; pyenv's may not be there.
-build: $(SAM_BIN)/.installed  ## sam build: the function and its arm64 wheels into .aws-sam/build (no Docker)
-	PATH="$$(dirname "$$(command -v $(PYTHON))"):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam build
+build: $(SAM_BIN)/.installed  ## sam build: the lean arm64 artifact into .aws-sam/build (no Docker)
+	SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam build
+
+# sam build calls this (template Metadata BuildMethod: makefile) with ARTIFACTS_DIR set.
+# FUNCTION_PLATFORM picks the wheels: the bench builds one for this machine with it.
+FUNCTION_PLATFORM ?= manylinux2014_aarch64
+build-ChatFunction:
+	@test -n "$(PYTHON)" || { echo "python3.13 not found: pass PYTHON=/path/to/python3.13"; exit 1; }
+	$(PYTHON) scripts/build_function.py --platform $(FUNCTION_PLATFORM) "$(ARTIFACTS_DIR)"
+
+bench: build install  ## Benchmarks (cold start, warm, memory, throughput, size): prints bench/README.md's table
+	$(BIN)/python -m bench.run

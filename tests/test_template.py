@@ -289,9 +289,20 @@ def test_samconfig_deploys_without_account_specific_names() -> None:
     assert not re.search(r"\b[0-9]{12}\b", (ROOT / "samconfig.toml").read_text())
 
 
-def test_samconfig_builds_with_the_root_requirements() -> None:
-    build = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["build"]["parameters"]
-    assert (ROOT / build["manifest"]).resolve() == ROOT / "requirements.txt"
+@pytest.mark.parametrize("environment", ["default", "staging", "production"])
+def test_samconfig_leaves_the_build_to_the_makefile(environment: str) -> None:
+    build = tomllib.loads((ROOT / "samconfig.toml").read_text())[environment]["build"]
+    # A manifest would replace the Makefile SAM runs; a cached build would miss a change to
+    # requirements.txt (SAM hashes only CodeUri and the Makefile).
+    assert "manifest" not in build["parameters"]
+    assert not build["parameters"].get("cached", False)
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_samconfig_names_a_stack_per_environment(environment: str) -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())[environment]
+    assert config["global"]["parameters"]["stack_name"] == f"chat-api-{environment}"
+    assert config["deploy"]["parameters"]["resolve_s3"] is True
 
 
 def test_sample_events_cover_every_event_source() -> None:

@@ -1,0 +1,121 @@
+"""Build the Lambda artifact: runtime wheels for the target platform, the app, runtime bytecode.
+
+`sam build` runs this through the Makefile's `build-ChatFunction` target (BuildMethod:
+makefile), so `sam build` and `make build` ship the same thing. A default SAM build ships no
+`.pyc` files for the runtime's Python, and Lambda's read-only /var/task cannot cache them, so
+every cold start compiles every module it imports; this build compiles them ahead of time with
+the runtime's own Python version (run this script with it).
+
+Usage: python3.13 scripts/build_function.py [--platform TAG] ARTIFACTS_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import py_compile
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = ROOT / "requirements.txt"
+APP_PACKAGE = ROOT / "functions" / "chat_api"
+# Lambda's python3.13 runs Amazon Linux 2023 (glibc 2.34): manylinux2014 wheels run there.
+DEFAULT_PLATFORM = "manylinux2014_aarch64"
+RUNTIME_VERSION = (3, 13)
+
+# Nothing the function imports: test suites shipped inside packages, type stubs and the
+# console scripts pip writes to bin/ for a command line. dist-info stays whole:
+# importlib.metadata reads versions and entry points from it at run time (httpcore2,
+# pydantic's plugins), and it carries the licenses.
+PRUNED_DIRECTORIES = {"__pycache__", "tests", "_tests"}
+PRUNED_SUFFIXES = {".pyi"}
+
+
+def install_dependencies(target: Path, platform: str) -> None:
+    """The pinned runtime requirements, as wheels built for the target platform only."""
+    version = "".join(map(str, RUNTIME_VERSION))
+    subprocess.run(  # noqa: S603 (fixed arguments: this interpreter's pip)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--only-binary=:all:",
+            "--implementation=cp",
+            f"--python-version={version}",
+            f"--platform={platform}",
+            f"--target={target}",
+            f"--requirement={REQUIREMENTS}",
+        ],
+        check=True,
+    )
+
+
+def copy_app(target: Path) -> None:
+    """The function's own package, without caches the developer's runs left beside it."""
+    shutil.copytree(
+        APP_PACKAGE,
+        target / APP_PACKAGE.name,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+
+
+def prune(target: Path) -> None:
+    """Remove what the function never imports."""
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    for path in sorted(target.rglob("*"), reverse=True):
+        if path.is_dir() and path.name in PRUNED_DIRECTORIES:
+            shutil.rmtree(path)
+        elif path.is_file() and path.suffix in PRUNED_SUFFIXES:
+            path.unlink()
+
+
+def compile_bytecode(target: Path) -> None:
+    """`.pyc` for this interpreter, valid without comparing timestamps.
+
+    Zipping and deploying reset file times; an unchecked-hash `.pyc` is used as it is.
+    """
+    ok = compileall.compile_dir(
+        target,
+        quiet=1,
+        workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not ok:
+        raise SystemExit("compileall failed: see the errors above")
+
+
+def build(target: Path, platform: str) -> None:
+    """Build the artifact into `target`, which must be empty or absent."""
+    if sys.version_info[:2] != RUNTIME_VERSION:
+        raise SystemExit(
+            f"Run this with Python {'.'.join(map(str, RUNTIME_VERSION))} (the Lambda runtime's "
+            f"version), not {sys.version.split()[0]}: .pyc files only load in their own version."
+        )
+    if target.exists() and any(target.iterdir()):
+        raise SystemExit(f"{target} is not empty: build into a fresh directory")
+    target.mkdir(parents=True, exist_ok=True)
+    install_dependencies(target, platform)
+    copy_app(target)
+    prune(target)
+    compile_bytecode(target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", type=Path, help="artifact directory (SAM's ARTIFACTS_DIR)")
+    parser.add_argument(
+        "--platform", default=DEFAULT_PLATFORM, help=f"wheel platform tag ({DEFAULT_PLATFORM})"
+    )
+    arguments = parser.parse_args()
+    build(arguments.target.resolve(), arguments.platform)
+
+
+if __name__ == "__main__":
+    main()

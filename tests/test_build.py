@@ -1,0 +1,201 @@
+"""The deployable artifact: how `sam build` makes it, and what `make build` left in .aws-sam.
+
+`make test` runs `make build` first; the artifact tests read its output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripts import build_function
+
+from tests.test_template import _load_template
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACT = ROOT / ".aws-sam" / "build" / "ChatFunction"
+APP_SOURCE = ROOT / "functions" / "chat_api"
+# ELF e_machine of each Lambda architecture.
+ELF_MACHINE = {"arm64": 183, "x86_64": 62}
+LINUX_ARCH = {"arm64": "aarch64", "x86_64": "x86_64"}
+MAX_ZIPPED_BYTES = 15 * 1024 * 1024
+DEV_ONLY = ["boto3", "botocore", "pytest", "mypy", "ruff", "uvicorn", "moto", "hypothesis", "pip"]
+# A hash-based .pyc the interpreter loads without checking its source (PEP 552).
+UNCHECKED_HASH_FLAGS = 0b01
+
+
+def _template() -> dict[str, Any]:
+    return _load_template()
+
+
+def _architecture() -> str:
+    architecture: str = _template()["Globals"]["Function"]["Architectures"][0]
+    return architecture
+
+
+@pytest.fixture(scope="module")
+def artifact() -> Path:
+    if not (ARTIFACT / "chat_api" / "handler.py").is_file():
+        pytest.fail(f"No artifact in {ARTIFACT}: run `make build` (make test does) first.")
+    return ARTIFACT
+
+
+def _files(root: Path, pattern: str = "*") -> list[Path]:
+    return [path for path in root.rglob(pattern) if path.is_file()]
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if match := re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", line.strip()):
+            pins[match[1]] = match[2]
+    return pins
+
+
+def _dist_info(root: Path, project: str) -> list[Path]:
+    normalized = re.sub(r"[-_.]+", "_", project).lower()
+    return [
+        path for path in root.glob("*.dist-info") if path.name.lower().startswith(f"{normalized}-")
+    ]
+
+
+# How sam build is wired
+
+
+def test_sam_build_runs_the_makefile_from_the_repository_root() -> None:
+    metadata = _template()["Resources"]["ChatFunction"]["Metadata"]
+    assert metadata["BuildMethod"] == "makefile"
+    assert (ROOT / metadata["ContextPath"]).resolve() == ROOT
+    assert (ROOT / metadata["WorkingDirectory"]).resolve() == ROOT
+    assert re.search(r"^build-ChatFunction:", (ROOT / "Makefile").read_text(), re.MULTILINE)
+
+
+def test_makefile_builds_wheels_for_the_templates_architecture() -> None:
+    default = re.search(r"^FUNCTION_PLATFORM \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert default is not None
+    assert default[1] == build_function.DEFAULT_PLATFORM
+    assert default[1].endswith(f"_{LINUX_ARCH[_architecture()]}")
+
+
+def test_build_script_compiles_for_the_templates_runtime() -> None:
+    runtime = _template()["Globals"]["Function"]["Runtime"]
+    assert runtime == "python{}.{}".format(*build_function.RUNTIME_VERSION)
+
+
+def test_build_refuses_another_python_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_function, "RUNTIME_VERSION", (3, 12))
+
+    with pytest.raises(SystemExit, match=r"Python 3\.12"):
+        build_function.build(tmp_path / "artifact", build_function.DEFAULT_PLATFORM)
+
+
+def test_build_refuses_a_directory_with_files_in_it(tmp_path: Path) -> None:
+    (tmp_path / "left-over.py").write_text("")
+
+    with pytest.raises(SystemExit, match="not empty"):
+        build_function.build(tmp_path, build_function.DEFAULT_PLATFORM)
+
+
+def test_prune_removes_tests_caches_stubs_and_scripts_only(tmp_path: Path) -> None:
+    kept = ["pkg/__init__.py", "pkg/testing.py", "pkg-1.0.dist-info/RECORD", "pkg/data/bin.txt"]
+    removed = [
+        "bin/pkg-cli",
+        "pkg/tests/test_pkg.py",
+        "pkg/_tests/test_x.py",
+        "pkg/__pycache__/__init__.cpython-311.pyc",
+        "pkg/__init__.pyi",
+    ]
+    for name in kept + removed:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+
+    build_function.prune(tmp_path)
+
+    assert sorted(str(path.relative_to(tmp_path)) for path in _files(tmp_path)) == sorted(kept)
+
+
+def test_compiled_bytecode_is_used_without_checking_timestamps(tmp_path: Path) -> None:
+    (tmp_path / "module.py").write_text("VALUE = 1\n")
+
+    build_function.compile_bytecode(tmp_path)
+
+    pyc = tmp_path / "__pycache__" / f"module.{sys.implementation.cache_tag}.pyc"
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == UNCHECKED_HASH_FLAGS
+
+
+# What `make build` produced
+
+
+def test_artifact_ships_the_app_as_in_the_repository(artifact: Path) -> None:
+    sources = {path.relative_to(APP_SOURCE) for path in _files(APP_SOURCE, "*.py")}
+    shipped = {path.relative_to(artifact / "chat_api") for path in _files(artifact / "chat_api")}
+    assert {path for path in shipped if path.suffix == ".py"} == sources
+    for relative in sources:
+        assert (artifact / "chat_api" / relative).read_bytes() == (
+            APP_SOURCE / relative
+        ).read_bytes()
+
+
+@pytest.mark.parametrize(("project", "version"), sorted(_pins().items()))
+def test_artifact_holds_each_pinned_runtime_requirement(
+    artifact: Path, project: str, version: str
+) -> None:
+    assert [path.name.lower() for path in _dist_info(artifact, project)] == [
+        f"{re.sub(r'[-_.]+', '_', project).lower()}-{version}.dist-info"
+    ]
+
+
+@pytest.mark.parametrize("project", DEV_ONLY)
+def test_artifact_holds_no_dev_tool_or_aws_sdk(artifact: Path, project: str) -> None:
+    # The Lambda runtime ships boto3; the rest only serve development.
+    assert _dist_info(artifact, project) == []
+    assert not (artifact / project).exists()
+
+
+def test_artifact_holds_no_tests_stubs_or_scripts(artifact: Path) -> None:
+    assert not (artifact / "bin").exists()
+    assert [path for path in artifact.rglob("*") if path.name in {"tests", "_tests"}] == []
+    assert _files(artifact, "*.pyi") == []
+
+
+def test_compiled_extensions_are_built_for_the_functions_architecture(artifact: Path) -> None:
+    extensions = _files(artifact, "*.so")
+    assert extensions  # pydantic-core and jiter at least
+    for extension in extensions:
+        header = extension.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF"
+        assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[_architecture()], extension
+
+
+def test_every_module_has_runtime_bytecode_that_skips_timestamp_checks(artifact: Path) -> None:
+    # The tests run on the runtime's Python version, so its magic number is the one to match.
+    tag = sys.implementation.cache_tag
+    for source in _files(artifact, "*.py"):
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        header = pyc.read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, pyc
+        assert int.from_bytes(header[4:8], "little") == UNCHECKED_HASH_FLAGS, pyc
+
+
+def test_artifact_holds_bytecode_of_no_other_python(artifact: Path) -> None:
+    tag = sys.implementation.cache_tag
+    assert [
+        path for path in _files(artifact, "*.pyc") if not path.name.endswith(f".{tag}.pyc")
+    ] == []
+
+
+def test_zipped_artifact_fits_the_size_budget(artifact: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "artifact.zip"
+    # Deflate at the default level, as `sam deploy` zips it.
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for path in _files(artifact):
+            zipped.write(path, path.relative_to(artifact))
+
+    assert archive.stat().st_size <= MAX_ZIPPED_BYTES
