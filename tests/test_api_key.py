@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
-from chat_api.clients import get_key_source
+from chat_api.clients import key_source_dependency
 from chat_api.config import get_settings
 from chat_api.main import create_app
 from chat_api.services.api_key import FIRST_BACKOFF_SECONDS, OpenAIKeySource
@@ -229,7 +229,7 @@ def stubbed_secrets(
     clock = Clock()
     key_source = OpenAIKeySource(get_settings(), lambda: secrets_client, clock=clock)
     app = create_app()
-    app.dependency_overrides[get_key_source] = lambda: key_source
+    app.dependency_overrides[key_source_dependency] = lambda: key_source
     with (
         Stubber(secrets_client) as stubber,
         TestClient(app, headers={"x-api-key": CLIENT_API_KEY}) as client,

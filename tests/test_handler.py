@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import base64
+import importlib
+import inspect
 import json
+import pkgutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from scripts.invoke import LocalContext
 
+import chat_api.routes
 from tests.conftest import LambdaRuntime, ReadLogs, load_event
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
@@ -172,3 +178,52 @@ def test_lambda_remaining_time_bounds_the_upstream_call(
 
     assert response["statusCode"] == 504
     assert time.monotonic() - started < 1.8
+
+
+def test_first_chat_in_a_fresh_container_imports_no_aws_sdk(fake_openai: FakeOpenAI) -> None:
+    # A cold start pays for every import: with the key in the environment, boto3 (~100 ms)
+    # has no reason to load, not at import and not while serving.
+    code = (
+        "import json, sys; from chat_api.handler import handler; "
+        "from chat_api.clients import get_openai_client; "
+        "created_at_import = get_openai_client.cache_info().currsize; "
+        "from scripts.invoke import LocalContext; "
+        "event = json.load(open('events/chat.json')); "
+        "status = handler(event, LocalContext())['statusCode']; "
+        "print(json.dumps([created_at_import, status, 'boto3' in sys.modules]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=FUNCTIONS_DIR.parent,
+        env={
+            "PYTHONPATH": f"{FUNCTIONS_DIR}:{FUNCTIONS_DIR.parent}",
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": fake_openai.base_url,
+        },
+    )
+
+    assert json.loads(result.stdout) == [0, 200, False]
+
+
+def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
+    for dependency in dependant.dependencies:
+        yield dependency
+        yield from _dependencies(dependency)
+
+
+def test_route_dependencies_run_on_the_event_loop() -> None:
+    # FastAPI runs a plain `def` dependency in a worker thread: a thread hop on every request,
+    # which bench/ measured as most of the service's overhead over the bare OpenAI call.
+    modules = [
+        importlib.import_module(f"chat_api.routes.{module.name}")
+        for module in pkgutil.iter_modules(chat_api.routes.__path__)
+    ]
+    routes = [route for module in modules for route in module.router.routes]
+    routes = [route for route in routes if isinstance(route, APIRoute)]
+    dependencies = [dep for route in routes for dep in _dependencies(route.dependant)]
+
+    assert dependencies
+    assert [dep.call for dep in dependencies if not inspect.iscoroutinefunction(dep.call)] == []

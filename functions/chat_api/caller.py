@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from chat_api.clients import get_key_source
+from chat_api.clients import key_source_dependency
 from chat_api.services.api_key import OpenAIKeySource
 
 
@@ -79,7 +79,7 @@ def arrived_on_loopback(request: Request) -> bool:
 
 
 async def get_caller(
-    request: Request, key_source: Annotated[OpenAIKeySource, Depends(get_key_source)]
+    request: Request, key_source: Annotated[OpenAIKeySource, Depends(key_source_dependency)]
 ) -> Caller:
     """Identify the caller, or raise `ClientKeyRejected` before anything costs money."""
     if key_id := api_gateway_key_id(request):

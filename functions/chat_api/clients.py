@@ -52,6 +52,16 @@ def get_openai_client() -> AsyncOpenAI:
     )
 
 
+async def openai_client_dependency() -> AsyncOpenAI:
+    """`get_openai_client` for `Depends`: a coroutine, so FastAPI needs no worker thread."""
+    return get_openai_client()
+
+
+async def key_source_dependency() -> OpenAIKeySource:
+    """`get_key_source` for `Depends`: a coroutine, so FastAPI needs no worker thread."""
+    return get_key_source()
+
+
 async def close_openai_client() -> None:
     """Close the OpenAI client's connections, if one was made (server shutdown)."""
     if get_openai_client.cache_info().currsize:
