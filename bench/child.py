@@ -1,0 +1,111 @@
+"""What the benchmarks run in a fresh Python process, with only the artifact on sys.path.
+
+`bench.run` starts it as `python3.13 -I -S -B child.py MODE PATHS ...`: -I -S keep every
+installed package off sys.path (only the artifact is there, as in /var/task), -B writes no
+bytecode (/var/task is read-only).
+
+- `cold PATHS MODULE EVENT`: import MODULE's `handler`, serve EVENT once (timed whole by
+  the parent, which also reads the process's peak RSS).
+- `warm PATHS EVENT COUNT`: COUNT invocations of the chat API's handler, alternated with the
+  same call made with the `openai` client alone; prints JSON lists of milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+# Stateless `/chat`: earlier turns ride along in the request, as the client remembers them.
+HISTORY = [
+    {"role": "user", "content": "I am Ada."},
+    {"role": "assistant", "content": "Nice to meet you, Ada!"},
+    {"role": "user", "content": "I write programs for the Analytical Engine."},
+    {"role": "assistant", "content": "A pioneer of computing, then."},
+]
+MESSAGE = "What is my name?"
+WARM_UP = 20
+
+
+class Context:
+    """The attributes of Lambda's context object that a handler may read."""
+
+    function_name = "ChatFunction"
+    memory_limit_in_mb = 512
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left: the full budget."""
+        return 29_000
+
+
+def load_event(path: str) -> dict[str, Any]:
+    with open(path) as file:
+        event: dict[str, Any] = json.load(file)
+    return event
+
+
+def cold(module_name: str, event_path: str) -> None:
+    """Import the handler and serve one event."""
+    event = load_event(event_path)
+    handler = importlib.import_module(module_name).handler
+    response = handler(event, Context())
+    if response["statusCode"] != 200:
+        raise SystemExit(f"{module_name}: HTTP {response['statusCode']}: {response['body']}")
+
+
+def warm(event_path: str, count: int) -> dict[str, list[float]]:
+    """Milliseconds per call, through the handler and with the client alone."""
+    from openai import AsyncOpenAI
+
+    handler = importlib.import_module("chat_api.handler").handler
+    event = load_event(event_path)
+    event["body"] = json.dumps({"message": MESSAGE, "history": HISTORY})
+    messages: Any = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        *HISTORY,
+        {"role": "user", "content": MESSAGE},
+    ]
+    # The service's client settings: 12 s per attempt, one retry.
+    client = AsyncOpenAI(timeout=12, max_retries=1)
+    loop = asyncio.new_event_loop()
+    context = Context()
+
+    def through_handler() -> None:
+        response = handler(event, context)
+        assert response["statusCode"] == 200, response
+
+    def client_alone() -> None:
+        completion = loop.run_until_complete(
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        )
+        assert completion.choices[0].message.content
+
+    calls = {"handler": through_handler, "client": client_alone}
+    for _ in range(WARM_UP):  # connections open, lazy imports done
+        for call in calls.values():
+            call()
+    timings: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(count):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            timings[name].append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def main(mode: str, paths: str, *arguments: str) -> None:
+    sys.path[:0] = paths.split(os.pathsep)
+    if mode == "cold":
+        cold(*arguments)
+    else:
+        event_path, count = arguments
+        print(json.dumps(warm(event_path, int(count))))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
