@@ -413,3 +413,30 @@ def test_events_the_app_checks_itself_carry_a_client_key(name: str) -> None:
     # Behind these sources no gateway checks the key: the app needs one (CLIENT_API_KEYS).
     event = json.loads((EVENTS / name).read_text())
     assert event["headers"]["x-api-key"]
+
+
+def test_snapstart_is_a_parameter_off_by_default(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["EnableSnapStart"]
+    assert parameter["AllowedValues"] == ["true", "false"]
+    assert parameter["Default"] == "false"
+    assert template["Conditions"]["SnapStartOn"] == {
+        "Fn::Equals": [{"Ref": "EnableSnapStart"}, "true"]
+    }
+
+
+def test_snapstart_applies_to_the_versions_the_alias_serves(function: dict[str, Any]) -> None:
+    # SnapStart snapshots published versions only; SAM points the API at the alias.
+    assert function["SnapStart"] == {
+        "ApplyOn": {"Fn::If": ["SnapStartOn", "PublishedVersions", "None"]}
+    }
+    assert function["AutoPublishAlias"] == "live"
+
+
+def test_a_new_configuration_revision_publishes_a_new_version(
+    template: dict[str, Any], function: dict[str, Any]
+) -> None:
+    # SAM publishes on code changes only; the version's description changes with the
+    # revision `make deploy` computes, and a changed description replaces the version.
+    assert "${ConfigRevision}" in function["VersionDescription"]["Fn::Sub"]
+    assert re.fullmatch(template["Parameters"]["ConfigRevision"]["AllowedPattern"], "")
+    assert re.fullmatch(template["Parameters"]["ConfigRevision"]["AllowedPattern"], "ab" * 32)

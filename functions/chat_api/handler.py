@@ -9,6 +9,7 @@ from mangum import Mangum
 from mangum.handlers import APIGateway
 
 from chat_api.main import create_app
+from chat_api.snapstart import register_snapstart_hooks
 
 if TYPE_CHECKING:
     from mangum.types import Scope
@@ -37,3 +38,4 @@ class StageAwareAPIGateway(APIGateway):
 asyncio.set_event_loop(asyncio.new_event_loop())
 
 handler = Mangum(create_app(), lifespan="off", custom_handlers=[StageAwareAPIGateway])
+register_snapstart_hooks()

@@ -1,0 +1,79 @@
+"""SnapStart: what a restored container must not share is dropped after each restore."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import random
+import sys
+import types
+from collections.abc import Callable, Iterator
+from types import ModuleType
+
+import pytest
+
+from chat_api.clients import get_key_source, get_openai_client, get_secrets_client
+from chat_api.snapstart import reset_after_restore
+from tests.conftest import Configure
+
+
+def test_restore_drops_the_openai_client_and_the_cached_key(configure: Configure) -> None:
+    configure(OPENAI_API_KEY="sk-test")
+    snapshotted = (get_openai_client(), get_key_source())
+
+    reset_after_restore()
+
+    restored = (get_openai_client(), get_key_source())
+    assert restored[0] is not snapshotted[0]
+    assert restored[1] is not snapshotted[1]
+
+
+def test_restore_drops_the_secrets_manager_client() -> None:
+    snapshotted = get_secrets_client()
+
+    reset_after_restore()
+
+    assert get_secrets_client() is not snapshotted
+
+
+def test_restore_reseeds_random() -> None:
+    # Containers resumed from one snapshot would otherwise draw the same numbers.
+    random.seed(1234)
+    snapshotted = random.getstate()
+
+    reset_after_restore()
+
+    assert random.getstate() != snapshotted
+
+
+@pytest.fixture
+def import_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], ModuleType]]:
+    """Import the handler module afresh, as a new container would; close its loop after."""
+    monkeypatch.delitem(sys.modules, "chat_api.handler", raising=False)
+    yield lambda: importlib.import_module("chat_api.handler")
+    asyncio.get_event_loop_policy().get_event_loop().close()
+    asyncio.set_event_loop(None)
+
+
+def test_handler_registers_the_restore_hook_with_the_lambda_runtime(
+    monkeypatch: pytest.MonkeyPatch, import_handler: Callable[[], ModuleType]
+) -> None:
+    registered: list[Callable[[], None]] = []
+    runtime_library = types.ModuleType("snapshot_restore_py")
+    runtime_library.register_after_restore = registered.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", runtime_library)
+
+    import_handler()
+
+    assert registered == [reset_after_restore]
+
+
+def test_handler_imports_without_the_lambda_runtime_library(
+    monkeypatch: pytest.MonkeyPatch, import_handler: Callable[[], ModuleType]
+) -> None:
+    # A None entry makes the import fail as it does anywhere but on Lambda.
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)
+
+    module = import_handler()
+
+    assert callable(module.handler)
