@@ -13,7 +13,8 @@ CHECKOV_BIN := .venv-checkov/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 EVENT ?= events/chat.json
 
-.PHONY: help install dev test lint format invoke lint-template build build-ChatFunction bench
+.PHONY: help install dev test lint format invoke lint-template lint-workflows build build-ChatFunction \
+	deploy smoke bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -45,7 +46,7 @@ format: install  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint lint-template build  ## Lint, build the artifact, then run the whole test suite (no network)
+test: lint lint-template lint-workflows build  ## Lint, build the artifact, then run the whole test suite (no network)
 	$(BIN)/pytest
 
 invoke: install  ## Run EVENT (default events/chat.json) through the real Lambda handler in-process
@@ -71,6 +72,23 @@ FUNCTION_PLATFORM ?= manylinux2014_aarch64
 build-ChatFunction:
 	@test -n "$(PYTHON)" || { echo "python3.13 not found: pass PYTHON=/path/to/python3.13"; exit 1; }
 	$(PYTHON) scripts/build_function.py --platform $(FUNCTION_PLATFORM) "$(ARTIFACTS_DIR)"
+
+# The checksum of the template and the parameters publishes a new version (served by the
+# alias) when only they change: SAM alone publishes on code changes only.
+CONFIG_ENV ?= default
+PARAMS ?=
+deploy: build  ## sam deploy to CONFIG_ENV (default|staging|production) with PARAMS="OpenAIKeySecretArn=arn:..."
+	SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam deploy --config-env $(CONFIG_ENV) $(DEPLOY_FLAGS) \
+		--parameter-overrides $(PARAMS) \
+		ConfigRevision=$$(printf '%s\n' '$(PARAMS)' | cat - template.yaml | sha256sum | cut -d' ' -f1)
+
+# @: the recipe would print the key. SMOKE_FLAGS=--allow-keyless for a server without keys.
+smoke:  ## Check a deployed API: make smoke URL=<ApiUrl> KEY=<API key value>
+	@test -n "$(URL)" && test -n "$(KEY)" || { echo "usage: make smoke URL=<ApiUrl> KEY=<key>"; exit 1; }
+	@SMOKE_API_KEY='$(KEY)' $(PYTHON) scripts/smoke.py '$(URL)' $(SMOKE_FLAGS)
+
+lint-workflows: install  ## actionlint (with shellcheck) on .github/workflows
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
 
 bench: build install  ## Benchmarks (cold start, warm, memory, throughput, size): prints bench/README.md's table
 	$(BIN)/python -m bench.run
