@@ -27,9 +27,16 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def served_app(fake_openai: FakeOpenAI) -> Iterator[str]:
-    """The app under uvicorn, talking to the fake OpenAI; yields its base URL."""
+CLIENT_KEY = "smoke-client-key-0123456789"
+
+
+@pytest.fixture(params=["no client keys", "client keys"])
+def served_app(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Iterator[str]:
+    """The app under uvicorn, talking to the fake OpenAI; yields its base URL.
+
+    Without client keys the app serves any loopback caller, so /chat answers without a key;
+    with them it refuses a keyless request, as API Gateway does on AWS.
+    """
     port = _free_port()
     environment = {
         "PATH": os.environ["PATH"],
@@ -37,6 +44,8 @@ def served_app(fake_openai: FakeOpenAI) -> Iterator[str]:
         "OPENAI_BASE_URL": fake_openai.base_url,
         "OPENAI_MAX_RETRIES": "0",
     }
+    if request.param == "client keys":
+        environment["CLIENT_API_KEYS"] = CLIENT_KEY
     command = [sys.executable, "-m", "uvicorn", "chat_api.main:create_app", "--factory"]
     server = subprocess.Popen(
         [*command, "--app-dir", "functions", "--port", str(port), "--log-level", "warning"],
@@ -60,7 +69,7 @@ def served_app(fake_openai: FakeOpenAI) -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def smoke(url: str, *flags: str, key: str = "smoke-key") -> subprocess.CompletedProcess[str]:
+def smoke(url: str, *flags: str, key: str = CLIENT_KEY) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(SMOKE), url, *flags],
         capture_output=True,
@@ -71,28 +80,46 @@ def smoke(url: str, *flags: str, key: str = "smoke-key") -> subprocess.Completed
     )
 
 
-def test_smoke_passes_against_the_app_when_keyless_answers_are_allowed(
+@pytest.mark.parametrize("served_app", ["client keys"], indirect=True)
+def test_smoke_passes_against_an_app_that_checks_keys(
     served_app: str, fake_openai: FakeOpenAI
 ) -> None:
-    result = smoke(f"{served_app}/", "--allow-keyless")
+    result = smoke(f"{served_app}/")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("PASS") == 3
-    assert len(fake_openai.requests) == 2  # with the key, and without
+    assert "PASS POST /chat without a key: refused (HTTP 401)" in result.stdout
+    assert len(fake_openai.requests) == 1  # only the call with the key cost anything
 
 
+@pytest.mark.parametrize("served_app", ["client keys"], indirect=True)
+def test_smoke_fails_with_a_wrong_key(served_app: str) -> None:
+    result = smoke(served_app, key="not-the-key")
+
+    assert result.returncode == 1
+    assert "FAIL POST /chat with the key: HTTP 401" in result.stdout
+
+
+@pytest.mark.parametrize("served_app", ["no client keys"], indirect=True)
 def test_smoke_fails_when_chat_answers_without_a_key(served_app: str) -> None:
-    # The local app checks no API key (API Gateway does): without the flag that is a failure.
     result = smoke(served_app)
 
     assert result.returncode == 1
     assert "FAIL POST /chat without a key: expected 401/403, got HTTP 200" in result.stdout
 
 
+@pytest.mark.parametrize("served_app", ["no client keys"], indirect=True)
+def test_keyless_answers_pass_only_with_the_explicit_flag(served_app: str) -> None:
+    result = smoke(served_app, "--allow-keyless")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "allowed by --allow-keyless" in result.stdout
+
+
+@pytest.mark.parametrize("served_app", ["client keys"], indirect=True)
 def test_smoke_fails_when_chat_fails(served_app: str, fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(status=500, body=error_body("boom", "server_error")))
 
-    result = smoke(served_app, "--allow-keyless")
+    result = smoke(served_app)
 
     assert result.returncode == 1
     assert "FAIL POST /chat with the key: HTTP 502" in result.stdout
