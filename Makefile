@@ -80,7 +80,8 @@ PARAMS ?=
 deploy: build  ## sam deploy to CONFIG_ENV (default|staging|production) with PARAMS="OpenAIKeySecretArn=arn:..."
 	SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam deploy --config-env $(CONFIG_ENV) $(DEPLOY_FLAGS) \
 		--parameter-overrides $(PARAMS) \
-		ConfigRevision=$$(printf '%s\n' '$(PARAMS)' | cat - template.yaml | sha256sum | cut -d' ' -f1)
+		ConfigRevision=$$(printf '%s\n' '$(PARAMS)' | cat - template.yaml | $(PYTHON) -c \
+			'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')
 
 # @: the recipe would print the key. SMOKE_FLAGS=--allow-keyless for a server without keys.
 smoke:  ## Check a deployed API: make smoke URL=<ApiUrl> KEY=<API key value>

@@ -124,12 +124,17 @@ def cold_start(paths: list[Path], module: str, environment: dict[str, str]) -> R
     """Time one fresh process from spawn to exit, and read its peak RSS."""
     command = child("cold", paths, module, EVENT)
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=environment)
+    # Log lines are written as on Lambda, then dropped; errors are kept for the report.
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed_ms = (time.perf_counter() - start) * 1000
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise SystemExit(f"cold start of {module} failed")
+    assert process.stderr is not None
+    errors = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"cold start of {module} failed:\n{errors}")
     return Run(elapsed_ms, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
 
 
@@ -137,7 +142,8 @@ def warm_latency(lean: Path, environment: dict[str, str]) -> dict[str, list[floa
     """Milliseconds per invocation: through the handler, and the client alone."""
     command = child("warm", [lean], EVENT, WARM_INVOCATIONS)
     output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
-    timings: dict[str, list[float]] = json.loads(output.stdout)
+    # The handler's log lines come first; the timings are the last line.
+    timings: dict[str, list[float]] = json.loads(output.stdout.splitlines()[-1])
     return timings
 
 
@@ -156,6 +162,8 @@ def uvicorn(app: list[str], environment: dict[str, str]) -> Iterator[str]:
         [sys.executable, "-m", "uvicorn", *app, "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
         env={**os.environ, **environment},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
