@@ -15,27 +15,37 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from mangum import Mangum
+from moto import mock_aws
 from scripts.invoke import LocalContext
 
 from chat_api.clients import (
     close_openai_client,
+    get_dynamodb_client,
     get_key_source,
     get_openai_client,
     get_secrets_client,
+    get_session_store,
 )
 from chat_api.config import Settings, get_settings
+from chat_api.deps import get_clock
 from chat_api.main import create_app
 from chat_api.request_log import get_logger, get_metrics
+from chat_api.sessions.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from chat_api.sessions.store import SessionStore
 from tests.fake_openai import FakeOpenAI
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 TEST_OPENAI_KEY = "sk-test-canary-0123456789abcdef"
 # The client key the sample events carry; tests configure it as the one accepted key.
 CLIENT_API_KEY = "EXAMPLE-not-a-real-api-key-0000000000000"
+SESSIONS_TABLE = "chat-sessions-test"
+STORES = ["sqlite", "dynamodb"]
 
 Configure = Callable[..., None]
 AppClient = Callable[[], TestClient]
@@ -53,15 +63,21 @@ def clear_caches() -> None:
         get_secrets_client,
         get_logger,
         get_metrics,
+        get_dynamodb_client,
+        get_session_store,
     ):
         factory.cache_clear()
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No variable of the developer's shell or `.env` leaks in; AWS credentials are dummies."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No variable of the developer's shell or `.env` leaks in; AWS credentials are dummies.
+
+    Sessions go to an SQLite file of the test's own, never to the project's `.data/`.
+    """
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("SESSIONS_DB_PATH", str(tmp_path / "sessions.sqlite3"))
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -116,11 +132,83 @@ def app_client() -> AppClient:
     return authorized_client
 
 
-def authorized_client() -> TestClient:
-    """A client of a fresh app that sends the test client key with every request."""
+def authorized_client(app: FastAPI | None = None) -> TestClient:
+    """A client of `app` (else a fresh one) that sends the test client key with every request."""
     return TestClient(
-        create_app(), raise_server_exceptions=False, headers={"x-api-key": CLIENT_API_KEY}
+        app or create_app(), raise_server_exceptions=False, headers={"x-api-key": CLIENT_API_KEY}
     )
+
+
+class Clock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The time the app sees, moved by the test."""
+    return Clock()
+
+
+def create_sessions_table(name: str = SESSIONS_TABLE) -> None:
+    """The sessions table as template.yaml declares it (keys and TTL), in moto."""
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": SORT_KEY, "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
+
+
+@pytest.fixture
+def sessions_table() -> Iterator[str]:
+    """The sessions table in moto; its name."""
+    with mock_aws():
+        create_sessions_table()
+        yield SESSIONS_TABLE
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest, configure: Configure) -> str:
+    """Run the test once per store: SQLite in a temporary file, then DynamoDB in moto."""
+    if request.param == "dynamodb":
+        configure(SESSIONS_TABLE=request.getfixturevalue("sessions_table"))
+    return str(request.param)
+
+
+@pytest.fixture
+def store(store_kind: str) -> SessionStore:
+    """The configured session store, as the app gets it."""
+    return get_session_store()
+
+
+@pytest.fixture
+def api(fake_openai: FakeOpenAI, store_kind: str, clock: Clock) -> Iterator[TestClient]:
+    """The app on each store, with the fake OpenAI server and a clock the test controls."""
+    app = create_app()
+    app.dependency_overrides[get_clock] = lambda: clock
+    with authorized_client(app) as test_client:
+        yield test_client
 
 
 @pytest.fixture

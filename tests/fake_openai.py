@@ -114,6 +114,12 @@ def error_body(message: str, error_type: str, code: str | None = None) -> dict[s
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: tests that send 20 requests at once need more.
+    request_queue_size = 64
+    daemon_threads = True
+
+
 class FakeOpenAI:
     """The server, its scripted replies and the requests it received."""
 
@@ -121,8 +127,7 @@ class FakeOpenAI:
         self.replies: list[Reply] = []
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from fastapi.testclient import TestClient
@@ -19,7 +20,9 @@ def test_chat_returns_the_assistant_answer_with_model_and_usage(
     response = client.post("/chat", json={"message": "Hello"})
 
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", body.pop("session_id"))
+    assert body == {
         "response": "Hi there, human.",
         "model": "gpt-4o-mini-2024",
         "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},

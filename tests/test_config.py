@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from chat_api.clients import get_openai_client
-from chat_api.config import get_settings
+from chat_api.config import Settings, get_settings
 from chat_api.main import create_app
 from tests.conftest import Configure
 
@@ -69,3 +71,15 @@ def test_empty_variables_count_as_unset(configure: Configure) -> None:
     assert settings.openai_api_key is None
     assert settings.openai_base_url == "https://api.openai.com/v1"
     assert settings.openai_model == "gpt-4o-mini"
+
+
+def test_env_example_lists_every_setting_with_a_valid_value() -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    names = {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+
+    assert names == {name.upper() for name in Settings.model_fields}
+    Settings(_env_file=example)

@@ -19,8 +19,39 @@ def test_openapi_declares_every_documented_chat_status(client: TestClient) -> No
 
     statuses = set(schema["paths"]["/chat"]["post"]["responses"])
 
-    assert {"200", "400", "401", "404", "405", "413", "429", "502", "503", "504"} <= statuses
-    assert "422" not in statuses
+    assert {
+        "200",
+        "400",
+        "401",
+        "404",
+        "405",
+        "409",
+        "413",
+        "422",
+        "429",
+        "502",
+        "503",
+        "504",
+    } <= statuses
+
+
+def test_openapi_422_is_the_idempotency_error_not_fastapis_validation_error(
+    client: TestClient,
+) -> None:
+    schema = client.get("/openapi.json").json()
+
+    unprocessable = schema["paths"]["/chat"]["post"]["responses"]["422"]
+    ref = unprocessable["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/ErrorResponse"
+    assert "Idempotency-Key" in unprocessable["description"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_openapi_declares_the_session_routes_statuses(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]["/sessions/{session_id}"]
+
+    assert {"200", "400", "401", "404", "503"} <= set(paths["get"]["responses"])
+    assert {"204", "400", "401", "404", "503"} <= set(paths["delete"]["responses"])
 
 
 def test_openapi_declares_the_chat_stream(client: TestClient) -> None:

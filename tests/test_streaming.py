@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,7 +51,10 @@ def test_chat_stream_sends_deltas_then_the_whole_answer_with_usage(
     events = events_of(response)
     assert [e.event for e in events] == ["delta", "delta", "done"]
     assert "".join(e.json()["text"] for e in events[:-1]) == "Echo: Hi"  # type: ignore[index]
-    assert events[-1].json() == {
+    done = events[-1].json()
+    assert isinstance(done, dict)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", done.pop("session_id"))
+    assert done == {
         "response": "Echo: Hi",
         "model": "gpt-4o-mini",
         "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},

@@ -12,12 +12,14 @@ import pytest
 import yaml
 
 from chat_api.config import Settings
+from chat_api.sessions.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 API = "ChatApi"
 FUNCTION = "ChatFunction"
 SECRET_PARAMETER = "OpenAIKeySecretArn"
+TABLE = "SessionsTable"
 PUBLIC_ROUTES = [
     ("GET", "/health"),
     ("GET", "/docs"),
@@ -115,7 +117,8 @@ def test_handler_points_at_the_package_in_code_uri(function: dict[str, Any]) -> 
 def test_environment_is_read_from_parameters(
     template: dict[str, Any], function: dict[str, Any]
 ) -> None:
-    variables = function["Environment"]["Variables"]
+    variables = dict(function["Environment"]["Variables"])
+    assert variables.pop("SESSIONS_TABLE") == {"Ref": TABLE}
     assert variables == {
         "OPENAI_API_KEY_SECRET_ID": {"Ref": SECRET_PARAMETER},
         "OPENAI_MODEL": {"Ref": "OpenAIModel"},
@@ -123,6 +126,7 @@ def test_environment_is_read_from_parameters(
         "MAX_COMPLETION_TOKENS": {"Ref": "MaxCompletionTokens"},
         "SYSTEM_PROMPT": {"Ref": "SystemPrompt"},
         "CORS_ALLOW_ORIGINS": {"Ref": "CorsAllowOrigins"},
+        "SESSION_TTL_SECONDS": {"Ref": "SessionTtlSeconds"},
     }
     for variable in variables.values():
         assert variable["Ref"] in template["Parameters"]
@@ -130,15 +134,24 @@ def test_environment_is_read_from_parameters(
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/chat"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")],
+    [
+        ("POST", "/chat"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+        ("GET", "/sessions/{session_id}"),
+        ("DELETE", "/sessions/{session_id}"),
+    ],
 )
-def test_routes_that_can_spend_or_list_require_an_api_key(
+def test_routes_that_can_spend_list_or_read_conversations_require_an_api_key(
     template: dict[str, Any], method: str, path: str
 ) -> None:
+    # The key's id is also what the app scopes sessions by.
     assert _api_key_required(template, method, path)
 
 
-@pytest.mark.parametrize("path", ["/chat", "/v1/chat/completions", "/v1/models"])
+@pytest.mark.parametrize(
+    "path", ["/chat", "/v1/chat/completions", "/v1/models", "/sessions/{session_id}"]
+)
 def test_keyed_routes_answer_cors_preflight_without_a_key(
     template: dict[str, Any], path: str
 ) -> None:
@@ -197,9 +210,12 @@ def test_gateway_errors_answer_in_the_apps_json_shape(
     assert set(json.loads(rendered)) == {"error"}
 
 
-def test_only_permission_is_reading_the_openai_secret(function: dict[str, Any]) -> None:
+def test_only_permissions_are_the_openai_secret_and_the_sessions_table(
+    function: dict[str, Any],
+) -> None:
     assert function["Policies"] == [
-        {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": SECRET_PARAMETER}}}
+        {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": SECRET_PARAMETER}}},
+        {"DynamoDBCrudPolicy": {"TableName": {"Ref": TABLE}}},
     ]
 
 
@@ -221,6 +237,31 @@ def test_only_iam_resource_is_api_gateways_logging_role(template: dict[str, Any]
     account = template["Resources"]["ApiGatewayAccount"]["Properties"]
     assert account["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
     assert template["Resources"][API]["DependsOn"] == "ApiGatewayAccount"
+
+
+def test_sessions_table_has_the_keys_and_ttl_the_store_uses(template: dict[str, Any]) -> None:
+    table = template["Resources"][TABLE]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    properties = table["Properties"]
+    assert properties["KeySchema"] == [
+        {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+    ]
+    assert properties["AttributeDefinitions"] == [
+        {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+        {"AttributeName": SORT_KEY, "AttributeType": "S"},
+    ]
+    assert properties["TimeToLiveSpecification"] == {
+        "AttributeName": TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+
+
+def test_sessions_table_is_on_demand_encrypted_and_recoverable(template: dict[str, Any]) -> None:
+    properties = template["Resources"][TABLE]["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
 def test_template_writes_no_wildcard_permission(template: dict[str, Any]) -> None:
@@ -277,6 +318,7 @@ def test_outputs_name_the_api_url_key_and_function(template: dict[str, Any]) -> 
     # SAM names the key it creates for a PER_API usage plan `<api logical id>ApiKey`.
     assert outputs["ApiKeyId"]["Value"] == {"Ref": f"{API}ApiKey"}
     assert outputs["ChatFunctionArn"]["Value"] == {"Fn::GetAtt": [FUNCTION, "Arn"]}
+    assert outputs["SessionsTableName"]["Value"] == {"Ref": TABLE}
 
 
 def test_samconfig_deploys_without_account_specific_names() -> None:

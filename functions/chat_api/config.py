@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -48,6 +49,13 @@ class Settings(BaseSettings):
     # Keys clients must send (x-api-key or Authorization: Bearer) where API Gateway does not
     # check them itself; may instead be a field of the OpenAI key's secret.
     client_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Conversations: DynamoDB when a table is named, else the embedded SQLite file.
+    sessions_table: str | None = None
+    sessions_db_path: Path = Path(".data/sessions.sqlite3")
+    session_ttl_seconds: int = Field(default=86_400, gt=0)
+    # What one turn may send to OpenAI besides the system prompt (the new message included).
+    context_max_messages: int = Field(default=40, ge=1)
+    context_max_chars: int = Field(default=32_000, gt=0)
 
     @field_validator("cors_allow_origins", "allowed_models", "client_api_keys", mode="before")
     @classmethod

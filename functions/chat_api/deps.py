@@ -7,17 +7,25 @@ OpenAI call), and none of these ever blocks.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from openai import AsyncOpenAI
 
 from chat_api.caller import Caller, get_caller
-from chat_api.clients import key_source_dependency, openai_client_dependency
+from chat_api.clients import (
+    key_source_dependency,
+    openai_client_dependency,
+    session_store_dependency,
+)
 from chat_api.config import Settings, get_settings
 from chat_api.request_log import STATE_KEY, RequestLog
 from chat_api.services.api_key import OpenAIKeySource
+from chat_api.services.chat import ChatTurn
 from chat_api.services.upstream import Deadline, Upstream
+from chat_api.sessions.store import SessionStore
 
 
 async def settings_dependency() -> Settings:
@@ -28,6 +36,7 @@ async def settings_dependency() -> Settings:
 SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 OpenAIDep = Annotated[AsyncOpenAI, Depends(openai_client_dependency)]
 KeySourceDep = Annotated[OpenAIKeySource, Depends(key_source_dependency)]
+StoreDep = Annotated[SessionStore, Depends(session_store_dependency)]
 
 
 async def get_request_log(request: Request) -> RequestLog:
@@ -55,3 +64,21 @@ UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_clock() -> Callable[[], float]:
+    """Wall-clock time in epoch seconds (tests replace it to move time)."""
+    return time.time
+
+
+ClockDep = Annotated[Callable[[], float], Depends(get_clock)]
+
+
+async def get_chat_turn(
+    upstream: UpstreamDep, store: StoreDep, settings: SettingsDep, clock: ClockDep
+) -> ChatTurn:
+    """The chat turn service, with its clients."""
+    return ChatTurn(upstream=upstream, store=store, settings=settings, clock=clock)
+
+
+ChatTurnDep = Annotated[ChatTurn, Depends(get_chat_turn)]

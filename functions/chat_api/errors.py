@@ -21,11 +21,14 @@ import openai
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from chat_api.caller import ClientKeyRejected
 from chat_api.request_log import STATE_KEY
 from chat_api.schemas import ErrorResponse, FieldError, OpenAIErrorResponse
 from chat_api.services.api_key import OpenAIKeyUnavailable
+from chat_api.services.idempotency import IdempotencyKeyReused
+from chat_api.sessions.store import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OPENAI_ROUTE_PREFIX = "/v1/"
+REQUEST_PARTS = {"body", "path", "query", "header", "cookie"}
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,20 @@ class Status:
 STATUSES: dict[int, Status] = {
     400: Status("Unparseable JSON or an invalid field", "invalid_request_error"),
     401: Status("Missing or invalid client API key", "invalid_request_error"),
-    404: Status("No such route", "invalid_request_error"),
+    404: Status("No such route, or no such session", "invalid_request_error"),
     405: Status("Method not allowed on this route", "invalid_request_error"),
+    409: Status(
+        "A request with the same Idempotency-Key is still running", "invalid_request_error"
+    ),
     413: Status("Request body over the configured limit", "invalid_request_error"),
+    422: Status("Idempotency-Key already used with a different body", "invalid_request_error"),
     429: Status("OpenAI is rate-limiting; see Retry-After", "rate_limit_error"),
     500: Status("Unexpected error in the service", "server_error"),
     502: Status("OpenAI failed or rejected the call", "upstream_error"),
-    503: Status("No OpenAI key (or client key list) is configured or readable", "server_error"),
+    503: Status(
+        "No OpenAI key (or client key list) is configured or readable, or the session store failed",
+        "server_error",
+    ),
     504: Status("OpenAI did not answer in time", "timeout_error"),
 }
 
@@ -197,6 +209,24 @@ def describe_failure(exc: Exception) -> Failure:
         )
     if isinstance(exc, InvalidRequest):
         return Failure(400, exc.message, param=exc.param, code=exc.code)
+    if isinstance(exc, SessionNotFound):
+        # One answer for missing, expired, deleted and another caller's: ids reveal nothing.
+        return Failure(404, "No such session: it may have expired or been deleted.")
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("Session store unavailable: %s", exc)
+        return Failure(
+            503,
+            "Conversation storage is unavailable. Try again shortly.",
+            headers=_retry_after_header(1),
+        )
+    if isinstance(exc, IdempotencyKeyInUse):
+        return Failure(
+            409,
+            "A request with this Idempotency-Key is still running. Retry it once that one ends.",
+            headers=_retry_after_header(1),
+        )
+    if isinstance(exc, IdempotencyKeyReused):
+        return Failure(422, "This Idempotency-Key was already used with a different request body.")
     logger.error("Unhandled error: %s", type(exc).__name__)
     return Failure(500, "Internal server error.")
 
@@ -211,9 +241,9 @@ def _is_union_member_tag(part: str) -> bool:
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:
-    # ("body", "history", 0, "role") -> "history[0].role"
+    # ("body", "history", 0, "role") -> "history[0].role"; ("path", "session_id") -> "session_id"
     name = ""
-    for part in location[1:] if location and location[0] == "body" else location:
+    for part in location[1:] if location and location[0] in REQUEST_PARTS else location:
         if isinstance(part, int):
             name += f"[{part}]"
         elif not _is_union_member_tag(part):
@@ -270,7 +300,22 @@ def _describe_http_error(request: Request, exc: StarletteHTTPException) -> Failu
         405: f"Method {request.method} is not allowed on {request.url.path}.",
     }
     message = messages.get(exc.status_code) or str(exc.detail) or HTTPStatus(exc.status_code).phrase
-    return Failure(exc.status_code, message, headers=exc.headers or {})
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return Failure(exc.status_code, message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route accepts on this path (Starlette names only the first route's)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
 
 
 def _note_error(request: Request, exc: Exception) -> None:
@@ -297,6 +342,10 @@ def register_error_handlers(app: FastAPI) -> None:
         StarletteHTTPException,
         ClientKeyRejected,
         InvalidRequest,
+        SessionNotFound,
+        StoreUnavailable,
+        IdempotencyKeyInUse,
+        IdempotencyKeyReused,
         OpenAIKeyUnavailable,
         openai.OpenAIError,
         UpstreamInvalidResponse,

@@ -14,7 +14,7 @@ from chat_api.clients import close_openai_client
 from chat_api.config import Settings, get_settings
 from chat_api.errors import error_responses, register_error_handlers
 from chat_api.request_log import RequestLogMiddleware
-from chat_api.routes import chat, completions, health
+from chat_api.routes import chat, completions, health, sessions
 from chat_api.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -36,13 +36,14 @@ def create_app() -> FastAPI:
         version="1.0.0",
         lifespan=lifespan,
         # "default" documents the error shape for any status, and stops FastAPI from declaring
-        # a 422 that this API never sends (validation errors are 400).
+        # its own 422 for validation errors (they are 400 here).
         responses={
             "default": {"model": ErrorResponse, "description": "Any error"},
             **error_responses(404, 405),
         },
     )
     app.include_router(chat.router)
+    app.include_router(sessions.router)
     app.include_router(completions.router)
     app.include_router(health.router)
     register_error_handlers(app)
@@ -52,8 +53,9 @@ def create_app() -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_credentials=settings.cors_allow_credentials,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Content-Type", "Authorization", "X-Api-Key"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key"],
+            expose_headers=["Idempotent-Replayed", "Retry-After"],
         )
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
     app.add_middleware(RequestLogMiddleware)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 MAX_MESSAGE_CHARS = 16_000
 MAX_HISTORY_TURNS = 50
@@ -12,6 +24,27 @@ MAX_HISTORY_TURNS = 50
 # Whitespace-only text would cost a model call and say nothing: it is refused as empty.
 MessageText = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")
+]
+
+
+def _matching(pattern: str, message: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """Accept only text matching `pattern`, say `message` otherwise, and publish the pattern."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise PydanticCustomError("invalid_format", message)
+        return value
+
+    return AfterValidator(check), WithJsonSchema({"type": "string", "pattern": f"^{pattern}$"})
+
+
+# 16 random bytes in URL-safe base64 (`secrets.token_urlsafe(16)`): 128 bits, 22 characters.
+SessionId = Annotated[
+    str, *_matching(r"[A-Za-z0-9_-]{22}", "must be a session id returned by POST /chat")
+]
+IdempotencyKey = Annotated[
+    str, *_matching(r"[!-~]{1,255}", "must be 1 to 255 visible ASCII characters")
 ]
 
 
@@ -29,12 +62,31 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"message": "Hello! What can you do?"}]},
+        json_schema_extra={
+            "examples": [{"message": "Hello! What can you do?"}],
+            # A session holds its own history: the two are not sent together.
+            "not": {
+                "required": ["session_id", "history"],
+                "properties": {"session_id": {"type": "string"}, "history": {"minItems": 1}},
+            },
+        },
     )
 
     message: MessageText
     history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
     stream: bool = False
+    session_id: SessionId | None = None
+
+    @field_validator("session_id")
+    @classmethod
+    def _not_with_history(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("history"):
+            raise PydanticCustomError(
+                "session_with_history",
+                "cannot be sent with history: the session already holds the conversation "
+                "(send history only to start a new session)",
+            )
+        return value
 
 
 class Usage(BaseModel):
@@ -46,11 +98,29 @@ class Usage(BaseModel):
 
 
 class ChatResponse(BaseModel):
-    """`POST /chat` answer: the tutorial's `response`, plus the model and token usage."""
+    """`POST /chat` answer: the tutorial's `response`, the model, usage and the session id."""
 
     response: str
     model: str
     usage: Usage | None = None
+    session_id: str = Field(description="Send it with the next message to continue.")
+
+
+class StoredMessage(BaseModel):
+    """One message of a stored conversation."""
+
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: datetime
+
+
+class SessionResponse(BaseModel):
+    """`GET /sessions/{session_id}` answer: the stored conversation, oldest message first."""
+
+    session_id: str
+    created_at: datetime
+    expires_at: datetime
+    messages: list[StoredMessage]
 
 
 class ChatDelta(BaseModel):

@@ -1,33 +1,37 @@
-"""`POST /chat`: the tutorial's contract, answered whole or streamed as Server-Sent Events."""
+"""`POST /chat`: the tutorial's contract with server-side sessions, whole or streamed as SSE."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Response
 
 from chat_api.caller import get_caller
-from chat_api.deps import SettingsDep, UpstreamDep
+from chat_api.deps import CallerDep, ChatTurnDep
 from chat_api.errors import Failure, error_body, error_responses
-from chat_api.schemas import ChatRequest, ChatResponse
-from chat_api.services.chat import complete_chat, open_chat_stream, stream_chat
+from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, IdempotencyKey
+from chat_api.services.chat import TurnResult
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
-if TYPE_CHECKING:
-    from openai import AsyncStream
-    from openai.types.chat import ChatCompletionChunk
-
-    from chat_api.request_log import RequestLog
-
+# The caller is checked first, before the body or the store are looked at.
 router = APIRouter(tags=["chat"], dependencies=[Depends(get_caller)])
 
+REPLAYED_HEADER = "Idempotent-Replayed"
 STREAM_DESCRIPTION = (
     'With `"stream": true`: `delta` events (`{"text": ...}`) as the answer is written, then one '
-    "`done` event with the whole answer and usage (the JSON body below), or one `error` event "
-    '(`{"error": ...}`) if OpenAI fails midway.'
+    "`done` event with the whole answer, usage and session id (the JSON body below), or one "
+    '`error` event (`{"error": ...}`) if OpenAI fails midway; then nothing is stored.'
 )
+
+IdempotencyKeyHeader = Annotated[
+    IdempotencyKey | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Repeat it on a retry to get the first answer without a second OpenAI call.",
+    ),
+]
 
 
 @router.post(
@@ -35,26 +39,41 @@ STREAM_DESCRIPTION = (
     response_model=ChatResponse,
     responses={
         200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        **error_responses(400, 401, 413, 429, 502, 503, 504),
+        **error_responses(400, 401, 404, 409, 413, 422, 429, 502, 503, 504),
     },
     description=STREAM_DESCRIPTION,
 )
 async def chat(
-    request: ChatRequest, upstream: UpstreamDep, settings: SettingsDep
+    request: ChatRequest,
+    caller: CallerDep,
+    turn: ChatTurnDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response | ChatResponse:
-    """Send a message (and optional earlier turns) and get the assistant's answer."""
+    """Send a message; continue the conversation by sending back the `session_id` it returned."""
     if not request.stream:
-        return await complete_chat(upstream, settings, request)
-    stream = await open_chat_stream(upstream, settings, request)
-    return sse_response(_chat_events(stream, upstream.log), _error_event)
+        result = await turn.run(request, caller.id, idempotency_key)
+        if result.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return result.response
+    streamed = await turn.stream(request, caller.id, idempotency_key)
+    if isinstance(streamed, TurnResult):
+        replayed = sse_response(_replayed_events(streamed.response), _error_event)
+        replayed.headers[REPLAYED_HEADER] = "true"
+        return replayed
+    return sse_response(_chat_events(streamed), _error_event)
 
 
-async def _chat_events(
-    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
-) -> AsyncGenerator[str]:
-    async for item in stream_chat(stream, log):
+async def _chat_events(items: AsyncGenerator[ChatDelta | ChatResponse]) -> AsyncGenerator[str]:
+    async for item in items:
         event = "done" if isinstance(item, ChatResponse) else "delta"
         yield sse_event(item.model_dump_json(), event=event)
+
+
+async def _replayed_events(answer: ChatResponse) -> AsyncGenerator[str]:
+    """A stored answer told as a stream: its whole text in one delta, then done."""
+    yield sse_event(ChatDelta(text=answer.response).model_dump_json(), event="delta")
+    yield sse_event(answer.model_dump_json(), event="done")
 
 
 def _error_event(failure: Failure) -> str:

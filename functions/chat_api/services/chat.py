@@ -1,15 +1,22 @@
-"""The chat turn: build the conversation, ask OpenAI, shape the answer."""
+"""The chat turn: load the conversation, ask OpenAI, store both messages, shape the answer."""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from chat_api.errors import UpstreamInvalidResponse
-from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse
+from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, Usage
 from chat_api.services.completions import relay_chunks, to_usage
+from chat_api.services.idempotency import new_claim, replay
+from chat_api.services.sessions import new_session_id
+from chat_api.sessions.store import Message, Session, SessionNotFound, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
     from openai import AsyncStream
     from openai.types import CompletionUsage
@@ -18,25 +25,72 @@ if TYPE_CHECKING:
     from chat_api.config import Settings
     from chat_api.request_log import RequestLog
     from chat_api.services.upstream import Upstream
+    from chat_api.sessions.store import IdempotencyClaim, SessionStore
 
 
-def build_messages(system_prompt: str, request: ChatRequest) -> list[ChatCompletionMessageParam]:
-    """System prompt first, then the client's earlier turns, then the new message."""
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """The answer, and whether it is a stored one replayed for a repeated Idempotency-Key."""
+
+    response: ChatResponse
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What OpenAI said."""
+
+    content: str
+    model: str
+    usage: Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTurn:
+    """A turn between loading its conversation and storing its answer."""
+
+    session: Session
+    create: bool
+    earlier: list[Message]
+    messages: list[ChatCompletionMessageParam]
+    started_at: float
+    claim: IdempotencyClaim | None
+
+
+def fit_context(
+    system_prompt: str,
+    earlier: Sequence[Message],
+    message: str,
+    *,
+    max_messages: int,
+    max_chars: int,
+) -> list[ChatCompletionMessageParam]:
+    """System prompt, the newest earlier messages the limits allow, then the new message.
+
+    The limits count the messages after the system prompt, the new one included; the oldest
+    are dropped first. The system prompt and the new message are always sent.
+    """
+    budget = max_chars - len(message)
+    kept: list[Message] = []
+    for turn in islice(reversed(earlier), max_messages - 1):
+        budget -= len(turn.content)
+        if budget < 0:
+            break
+        kept.append(turn)
     messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": system_prompt}]
-    for turn in request.history:
+    for turn in reversed(kept):
         if turn.role == "user":
             messages.append({"role": "user", "content": turn.content})
         else:
             messages.append({"role": "assistant", "content": turn.content})
-    messages.append({"role": "user", "content": request.message})
+    messages.append({"role": "user", "content": message})
     return messages
 
 
 async def complete_chat(
-    upstream: Upstream, settings: Settings, request: ChatRequest
-) -> ChatResponse:
-    """Send one turn to OpenAI and return its answer."""
-    messages = build_messages(settings.system_prompt, request)
+    upstream: Upstream, settings: Settings, messages: list[ChatCompletionMessageParam]
+) -> Answer:
+    """Send the conversation to OpenAI and return its answer, noting it in the request log."""
     upstream.log.model = settings.openai_model
     completion = await upstream.call(
         lambda client: client.chat.completions.create(
@@ -50,14 +104,13 @@ async def complete_chat(
     upstream.log.model, upstream.log.usage = completion.model, usage
     if settings.log_message_content:
         upstream.log.content = {"messages": messages, "answer": content}
-    return ChatResponse(response=content, model=completion.model, usage=usage)
+    return Answer(content=content, model=completion.model, usage=usage)
 
 
 async def open_chat_stream(
-    upstream: Upstream, settings: Settings, request: ChatRequest
+    upstream: Upstream, settings: Settings, messages: list[ChatCompletionMessageParam]
 ) -> AsyncStream[ChatCompletionChunk]:
     """Start a streamed turn: failures before the first byte raise here, as for `complete_chat`."""
-    messages = build_messages(settings.system_prompt, request)
     upstream.log.model = settings.openai_model
     return await upstream.call(
         lambda client: client.chat.completions.create(
@@ -71,7 +124,7 @@ async def open_chat_stream(
 
 async def stream_chat(
     stream: AsyncStream[ChatCompletionChunk], log: RequestLog
-) -> AsyncIterator[ChatDelta | ChatResponse]:
+) -> AsyncIterator[ChatDelta | Answer]:
     """Each piece of the answer as it arrives, then the whole answer with its usage."""
     parts: list[str] = []
     model = ""
@@ -85,4 +138,141 @@ async def stream_chat(
                 yield ChatDelta(text=choice.delta.content)
     if not parts:
         raise UpstreamInvalidResponse("OpenAI returned no message content.")
-    yield ChatResponse(response="".join(parts), model=model, usage=to_usage(usage))
+    yield Answer(content="".join(parts), model=model, usage=to_usage(usage))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTurn:
+    """Everything a turn uses, injected: the OpenAI call path, the store, settings and clock."""
+
+    upstream: Upstream
+    store: SessionStore
+    settings: Settings
+    clock: Callable[[], float]
+
+    async def run(
+        self, request: ChatRequest, caller: str, idempotency_key: str | None = None
+    ) -> TurnResult:
+        """Answer one message; with an idempotency key, at most once per key and body."""
+        pending = await self._begin(request, caller, idempotency_key)
+        if isinstance(pending, TurnResult):
+            return pending
+        async with self._releasing_on_failure(pending):
+            answer = await complete_chat(self.upstream, self.settings, pending.messages)
+            return TurnResult(await self._store(pending, request, answer))
+
+    async def stream(
+        self, request: ChatRequest, caller: str, idempotency_key: str | None = None
+    ) -> TurnResult | AsyncGenerator[ChatDelta | ChatResponse]:
+        """Answer one message piece by piece, the stored answer last (or a replayed answer).
+
+        Failures before the stream opens raise here; later ones end the generator.
+        """
+        pending = await self._begin(request, caller, idempotency_key)
+        if isinstance(pending, TurnResult):
+            return pending
+        async with self._releasing_on_failure(pending):
+            chunks = await open_chat_stream(self.upstream, self.settings, pending.messages)
+        return self._relay(pending, request, chunks)
+
+    async def _relay(
+        self, pending: PendingTurn, request: ChatRequest, chunks: AsyncStream[ChatCompletionChunk]
+    ) -> AsyncGenerator[ChatDelta | ChatResponse]:
+        async with self._releasing_on_failure(pending):
+            async for item in stream_chat(chunks, self.upstream.log):
+                if isinstance(item, Answer):
+                    yield await self._store(pending, request, item)
+                else:
+                    yield item
+
+    async def _begin(
+        self, request: ChatRequest, caller: str, idempotency_key: str | None
+    ) -> PendingTurn | TurnResult:
+        """Claim the idempotency key (or replay its answer), then load or open the session."""
+        now = self.clock()
+        claim = None
+        if idempotency_key is not None:
+            claim = new_claim(caller, idempotency_key, request, now)
+            held = await asyncio.to_thread(self.store.claim, claim)
+            if held is not None:
+                return TurnResult(replay(held, claim), replayed=True)
+        settings = self.settings
+        try:
+            if request.session_id is None:
+                session = Session(
+                    id=new_session_id(),
+                    owner=caller,
+                    created_at=now,
+                    expires_at=now + settings.session_ttl_seconds,
+                )
+                earlier = [Message(turn.role, turn.content, now) for turn in request.history]
+            else:
+                conversation = await asyncio.to_thread(
+                    self.store.load,
+                    request.session_id,
+                    caller,
+                    now,
+                    settings.context_max_messages - 1,
+                )
+                if conversation is None:
+                    raise SessionNotFound
+                session, earlier = conversation.session, conversation.messages
+        except Exception:
+            await self._release(claim)
+            raise
+        messages = fit_context(
+            settings.system_prompt,
+            earlier,
+            request.message,
+            max_messages=settings.context_max_messages,
+            max_chars=settings.context_max_chars,
+        )
+        return PendingTurn(
+            session=session,
+            create=request.session_id is None,
+            earlier=earlier,
+            messages=messages,
+            started_at=now,
+            claim=claim,
+        )
+
+    async def _store(
+        self, pending: PendingTurn, request: ChatRequest, answer: Answer
+    ) -> ChatResponse:
+        """Store the user's message and the answer (with the key's answer), and return it."""
+        answered_at = self.clock()
+        response = ChatResponse(
+            response=answer.content,
+            model=answer.model,
+            usage=answer.usage,
+            session_id=pending.session.id,
+        )
+        turn = [
+            Message("user", request.message, pending.started_at),
+            Message("assistant", answer.content, answered_at),
+        ]
+        claim = pending.claim
+        await asyncio.to_thread(
+            lambda: self.store.append(
+                pending.session,
+                [*pending.earlier, *turn] if pending.create else turn,
+                now=answered_at,
+                create=pending.create,
+                completes=None if claim is None else (claim, response.model_dump_json()),
+            )
+        )
+        return response
+
+    @asynccontextmanager
+    async def _releasing_on_failure(self, pending: PendingTurn) -> AsyncIterator[None]:
+        """Nothing is stored when the block fails: free the key so that a retry runs the turn."""
+        try:
+            yield
+        except Exception:
+            await self._release(pending.claim)
+            raise
+
+    async def _release(self, claim: IdempotencyClaim | None) -> None:
+        if claim is not None:
+            with suppress(StoreUnavailable):
+                await asyncio.to_thread(self.store.release, claim)

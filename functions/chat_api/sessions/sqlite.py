@@ -1,0 +1,215 @@
+"""Conversations in an embedded SQLite file: the default for local runs, no server needed.
+
+Every write runs in a `BEGIN IMMEDIATE` transaction, so concurrent turns queue on SQLite's
+write lock instead of overwriting each other; a message's rowid is its place in the
+conversation. Each call opens its own connection, so any thread may call any method.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING, cast
+
+from chat_api.sessions.store import (
+    CLAIM_LEASE_SECONDS,
+    Conversation,
+    IdempotencyClaim,
+    IdempotencyKeyInUse,
+    IdempotencyRecord,
+    Message,
+    Role,
+    Session,
+    SessionNotFound,
+    StoreUnavailable,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session_id, id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    token TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    response TEXT
+);
+"""
+
+
+class SQLiteSessionStore:
+    """The SessionStore in one SQLite file, created on first use."""
+
+    def __init__(self, path: Path, busy_timeout_seconds: float = 5.0) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout_seconds
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"Cannot create the folder of {path}.") from exc
+        # Write-ahead logging lets readers go on while a turn is being written.
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+        with self._transaction() as db:
+            db.executescript(SCHEMA)
+
+    def load(
+        self, session_id: str, owner: str, now: float, newest: int | None = None
+    ) -> Conversation | None:
+        """The conversation (only its `newest` messages if given); None unless live and owned."""
+        with self._transaction(write=False) as db:
+            session = _live_session(db, session_id, owner, now)
+            if session is None:
+                return None
+            rows = db.execute(
+                "SELECT role, content, created_at FROM ("
+                "  SELECT id, role, content, created_at FROM messages WHERE session_id = ?"
+                "  ORDER BY id DESC LIMIT ?"
+                ") ORDER BY id",
+                (session_id, -1 if newest is None else newest),
+            ).fetchall()
+        messages = [Message(cast("Role", role), content, at) for role, content, at in rows]
+        return Conversation(session=session, messages=messages)
+
+    def append(
+        self,
+        session: Session,
+        messages: Sequence[Message],
+        *,
+        now: float,
+        create: bool,
+        completes: tuple[IdempotencyClaim, str] | None = None,
+    ) -> None:
+        """Add messages after every stored one, together and atomically (see SessionStore)."""
+        with self._transaction() as db:
+            if create:
+                _purge_expired(db, now)
+                db.execute(
+                    "INSERT INTO sessions (id, owner, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                    (session.id, session.owner, session.created_at, session.expires_at),
+                )
+            elif _live_session(db, session.id, session.owner, now) is None:
+                raise SessionNotFound
+            if completes is not None:
+                claim, response = completes
+                updated = db.execute(
+                    "UPDATE idempotency SET response = ? WHERE id = ? AND token = ?",
+                    (response, claim.record_id, claim.token),
+                )
+                if updated.rowcount != 1:
+                    raise IdempotencyKeyInUse
+            db.executemany(
+                "INSERT INTO messages (session_id, role, content, created_at) VALUES (?, ?, ?, ?)",
+                [(session.id, m.role, m.content, m.created_at) for m in messages],
+            )
+
+    def delete(self, session_id: str, owner: str, now: float) -> bool:
+        """Remove the session and its messages; False unless it was live and owned."""
+        with self._transaction() as db:
+            if _live_session(db, session_id, owner, now) is None:
+                return False
+            db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        return True
+
+    def claim(self, claim: IdempotencyClaim) -> IdempotencyRecord | None:
+        """Take the key for this request (None), or return the live record that holds it."""
+        with self._transaction() as db:
+            held = db.execute(
+                "SELECT fingerprint, response FROM idempotency WHERE id = ? AND expires_at > ?"
+                " AND (response IS NOT NULL OR claimed_at > ?)",
+                (claim.record_id, claim.claimed_at, claim.claimed_at - CLAIM_LEASE_SECONDS),
+            ).fetchone()
+            if held is not None:
+                return IdempotencyRecord(fingerprint=held[0], response=held[1])
+            db.execute(
+                "INSERT OR REPLACE INTO idempotency"
+                " (id, fingerprint, token, claimed_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    claim.record_id,
+                    claim.fingerprint,
+                    claim.token,
+                    claim.claimed_at,
+                    claim.expires_at,
+                ),
+            )
+        return None
+
+    def release(self, claim: IdempotencyClaim) -> None:
+        """Give the key up (the request failed), unless another request has taken it over."""
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM idempotency WHERE id = ? AND token = ?", (claim.record_id, claim.token)
+            )
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own (autocommit); SQLite failures become StoreUnavailable."""
+        try:
+            with closing(
+                sqlite3.connect(self._path, timeout=self._busy_timeout, autocommit=True)
+            ) as db:
+                yield db
+        except sqlite3.OperationalError as exc:
+            # "database is locked", "unable to open database file", "disk I/O error"...
+            logger.warning("SQLite session store failed: %s", exc)
+            raise StoreUnavailable("The SQLite session store failed.") from exc
+
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction that commits when the block ends and rolls back if it raises.
+
+        Writers take the write lock up front (IMMEDIATE): a transaction that read first and
+        asked for the lock later could fail instead of waiting.
+        """
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+
+def _live_session(
+    db: sqlite3.Connection, session_id: str, owner: str, now: float
+) -> Session | None:
+    row = db.execute(
+        "SELECT created_at, expires_at FROM sessions WHERE id = ? AND owner = ? AND expires_at > ?",
+        (session_id, owner, now),
+    ).fetchone()
+    if row is None:
+        return None
+    return Session(id=session_id, owner=owner, created_at=row[0], expires_at=row[1])
+
+
+def _purge_expired(db: sqlite3.Connection, now: float) -> None:
+    """Drop what has expired; DynamoDB's TTL does this on AWS."""
+    db.execute(
+        "DELETE FROM messages WHERE session_id IN (SELECT id FROM sessions WHERE expires_at <= ?)",
+        (now,),
+    )
+    db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+    db.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))

@@ -1,0 +1,316 @@
+"""The two stores behind one interface: ordering under races, ownership, expiry, idempotency."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chat_api.sessions.dynamodb import DynamoDBSessionStore
+from chat_api.sessions.sqlite import SQLiteSessionStore
+from chat_api.sessions.store import (
+    CLAIM_LEASE_SECONDS,
+    IdempotencyClaim,
+    IdempotencyKeyInUse,
+    IdempotencyRecord,
+    Message,
+    Session,
+    SessionNotFound,
+    SessionStore,
+    StoreUnavailable,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+NOW = 1_800_000_000.0
+OWNER = "key-a"
+SESSION = Session(id="S" * 22, owner=OWNER, created_at=NOW, expires_at=NOW + 3600)
+
+
+def pair(text: str) -> list[Message]:
+    """One turn: the user's message and the answer."""
+    return [Message("user", text, NOW), Message("assistant", f"re: {text}", NOW)]
+
+
+def contents(store: SessionStore, session: Session = SESSION) -> list[str]:
+    conversation = store.load(session.id, session.owner, NOW)
+    assert conversation is not None
+    return [message.content for message in conversation.messages]
+
+
+def claim_at(when: float, holder: str = "first") -> IdempotencyClaim:
+    """A claim on the same key and body, made at `when` by the request called `holder`."""
+    return IdempotencyClaim(
+        record_id="record",
+        fingerprint="body-1",
+        token=holder,
+        claimed_at=when,
+        expires_at=when + 3600,
+    )
+
+
+@pytest.fixture
+def started(store: SessionStore) -> SessionStore:
+    """A store holding SESSION with its first turn."""
+    store.append(SESSION, pair("zero"), now=NOW, create=True)
+    return store
+
+
+class HookedClient:
+    """The (moto) DynamoDB client, with a function run before the next call of an operation."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.hooks: dict[str, list[Callable[[], None]]] = {}
+        self.calls: list[str] = []
+
+    def before(self, operation: str, hook: Callable[[], None]) -> None:
+        self.hooks.setdefault(operation, []).append(hook)
+
+    def __getattr__(self, operation: str) -> Any:
+        method = getattr(self.client, operation)
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append(operation)
+            hooks = self.hooks.get(operation)
+            if hooks:
+                hooks.pop(0)()
+            return method(**kwargs)
+
+        return call
+
+
+def cancelled(*codes: str) -> ClientError:
+    """The error DynamoDB raises when it cancels a transaction, with a reason per write."""
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": code} for code in codes],
+        },
+        "TransactWriteItems",
+    )
+
+
+def raise_(error: Exception) -> Callable[[], None]:
+    def hook() -> None:
+        raise error
+
+    return hook
+
+
+@pytest.fixture
+def hooked(sessions_table: str) -> tuple[HookedClient, DynamoDBSessionStore]:
+    """A DynamoDB store (moto) holding SESSION, whose client calls a test can interleave with."""
+    client = HookedClient(boto3.client("dynamodb"))
+    store = DynamoDBSessionStore(cast("DynamoDBClient", client), sessions_table)
+    store.append(SESSION, pair("zero"), now=NOW, create=True)
+    client.calls.clear()
+    return client, store
+
+
+def test_turns_appended_after_stale_loads_are_both_kept(started: SessionStore) -> None:
+    # Both turns read the conversation before either is written, as concurrent requests do.
+    seen_by_a = started.load(SESSION.id, OWNER, NOW)
+    seen_by_b = started.load(SESSION.id, OWNER, NOW)
+    assert seen_by_a == seen_by_b
+
+    started.append(SESSION, pair("b"), now=NOW, create=False)
+    started.append(SESSION, pair("a"), now=NOW, create=False)
+
+    assert contents(started) == ["zero", "re: zero", "b", "re: b", "a", "re: a"]
+
+
+def test_dynamodb_turn_that_loses_the_race_for_a_position_goes_after_the_winner(
+    hooked: tuple[HookedClient, DynamoDBSessionStore],
+) -> None:
+    client, store = hooked
+    # A reads the message count, then B's whole turn commits before A's transaction runs.
+    client.before(
+        "transact_write_items",
+        lambda: store.append(SESSION, pair("b"), now=NOW, create=False),
+    )
+
+    store.append(SESSION, pair("a"), now=NOW, create=False)
+
+    assert contents(store) == ["zero", "re: zero", "b", "re: b", "a", "re: a"]
+    # A's first transaction was refused (count moved), its second went after B's messages.
+    assert client.calls.count("transact_write_items") == 3
+
+
+def test_dynamodb_retries_a_transaction_cancelled_by_a_conflict(
+    hooked: tuple[HookedClient, DynamoDBSessionStore],
+) -> None:
+    client, store = hooked
+    conflict = cancelled("TransactionConflict", "None", "None")
+    client.before("transact_write_items", raise_(conflict))
+    client.before("transact_write_items", raise_(conflict))
+
+    store.append(SESSION, pair("a"), now=NOW, create=False)
+
+    assert contents(store) == ["zero", "re: zero", "a", "re: a"]
+
+
+def test_dynamodb_gives_up_with_store_unavailable_under_endless_conflicts(
+    hooked: tuple[HookedClient, DynamoDBSessionStore],
+) -> None:
+    client, store = hooked
+    for _ in range(20):
+        client.before("transact_write_items", raise_(cancelled("TransactionConflict")))
+
+    with pytest.raises(StoreUnavailable):
+        store.append(SESSION, pair("a"), now=NOW, create=False)
+
+
+@pytest.mark.parametrize(
+    ("operation", "code"),
+    [
+        ("query", "ProvisionedThroughputExceededException"),
+        ("query", "ThrottlingException"),
+        ("get_item", "InternalServerError"),
+        ("put_item", "RequestLimitExceeded"),
+    ],
+)
+def test_dynamodb_errors_become_store_unavailable(
+    hooked: tuple[HookedClient, DynamoDBSessionStore], operation: str, code: str
+) -> None:
+    client, store = hooked
+    client.before(operation, raise_(ClientError({"Error": {"Code": code}}, operation)))
+    calls: dict[str, Callable[[], object]] = {
+        "query": lambda: store.load(SESSION.id, OWNER, NOW),
+        "get_item": lambda: store.delete(SESSION.id, OWNER, NOW),
+        "put_item": lambda: store.claim(claim_at(NOW)),
+    }
+
+    with pytest.raises(StoreUnavailable):
+        calls[operation]()
+
+
+@pytest.mark.usefixtures("sessions_table")
+def test_dynamodb_missing_table_is_store_unavailable() -> None:
+    store = DynamoDBSessionStore(boto3.client("dynamodb"), "no-such-table")
+
+    with pytest.raises(StoreUnavailable):
+        store.load(SESSION.id, OWNER, NOW)
+
+
+def test_sqlite_locked_database_is_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    store = SQLiteSessionStore(path, busy_timeout_seconds=0.01)
+    holder = sqlite3.connect(path, autocommit=True)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.append(SESSION, pair("a"), now=NOW, create=True)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_sqlite_unopenable_file_is_store_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the data folder should be")
+
+    with pytest.raises(StoreUnavailable):
+        SQLiteSessionStore(tmp_path / "taken" / "sessions.sqlite3")
+
+
+def test_newest_loads_only_the_latest_messages_in_order(started: SessionStore) -> None:
+    started.append(SESSION, pair("one"), now=NOW, create=False)
+    started.append(SESSION, pair("two"), now=NOW, create=False)
+
+    conversation = started.load(SESSION.id, OWNER, NOW, newest=3)
+    assert conversation is not None
+    assert [m.content for m in conversation.messages] == ["re: one", "two", "re: two"]
+    empty = started.load(SESSION.id, OWNER, NOW, newest=0)
+    assert empty is not None
+    assert empty.messages == []
+
+
+def test_another_owner_can_neither_read_append_nor_delete(started: SessionStore) -> None:
+    intruder = Session(SESSION.id, "key-b", SESSION.created_at, SESSION.expires_at)
+
+    assert started.load(SESSION.id, "key-b", NOW) is None
+    assert started.load(SESSION.id, "", NOW) is None
+    with pytest.raises(SessionNotFound):
+        started.append(intruder, pair("x"), now=NOW, create=False)
+    assert started.delete(SESSION.id, "key-b", NOW) is False
+    assert contents(started) == ["zero", "re: zero"]
+
+
+def test_expired_session_is_neither_loaded_nor_appended_to(started: SessionStore) -> None:
+    assert started.load(SESSION.id, OWNER, SESSION.expires_at) is None
+    with pytest.raises(SessionNotFound):
+        started.append(SESSION, pair("late"), now=SESSION.expires_at, create=False)
+
+
+def test_deleted_session_cannot_be_appended_to(started: SessionStore) -> None:
+    assert started.delete(SESSION.id, OWNER, NOW) is True
+
+    assert started.load(SESSION.id, OWNER, NOW) is None
+    with pytest.raises(SessionNotFound):
+        started.append(SESSION, pair("late"), now=NOW, create=False)
+
+
+def test_delete_removes_every_message(store: SessionStore) -> None:
+    store.append(SESSION, [m for i in range(30) for m in pair(str(i))], now=NOW, create=True)
+
+    assert store.delete(SESSION.id, OWNER, NOW) is True
+
+    # Recreating the id finds nothing left behind.
+    store.append(SESSION, pair("fresh"), now=NOW, create=True)
+    assert contents(store) == ["fresh", "re: fresh"]
+
+
+def test_claim_is_taken_once_then_shows_who_holds_it(store: SessionStore) -> None:
+    assert store.claim(claim_at(NOW)) is None
+
+    held = store.claim(claim_at(NOW + 1, holder="second"))
+
+    assert held == IdempotencyRecord(fingerprint="body-1", response=None)
+
+
+def test_completed_claim_returns_the_stored_response(store: SessionStore) -> None:
+    first = claim_at(NOW)
+    store.claim(first)
+
+    store.append(SESSION, pair("a"), now=NOW, create=True, completes=(first, '{"r": 1}'))
+
+    assert store.claim(claim_at(NOW + 1, holder="retry")) == IdempotencyRecord("body-1", '{"r": 1}')
+    # Completed answers are kept past the lease, until the record expires.
+    assert store.claim(claim_at(NOW + CLAIM_LEASE_SECONDS + 1, holder="late")) is not None
+    assert store.claim(claim_at(first.expires_at, holder="expired")) is None
+
+
+def test_released_claim_can_be_taken_again(store: SessionStore) -> None:
+    first = claim_at(NOW)
+    store.claim(first)
+
+    store.release(first)
+
+    assert store.claim(claim_at(NOW + 1, holder="retry")) is None
+
+
+def test_abandoned_claim_is_taken_over_after_the_lease(store: SessionStore) -> None:
+    store.claim(claim_at(NOW))
+
+    assert store.claim(claim_at(NOW + CLAIM_LEASE_SECONDS - 1, holder="early")) is not None
+    assert store.claim(claim_at(NOW + CLAIM_LEASE_SECONDS, holder="takeover")) is None
+
+
+def test_a_lost_claim_stores_nothing_and_cannot_release_the_new_one(store: SessionStore) -> None:
+    first = claim_at(NOW)
+    store.claim(first)
+    takeover = claim_at(NOW + CLAIM_LEASE_SECONDS, holder="takeover")
+    store.claim(takeover)
+
+    with pytest.raises(IdempotencyKeyInUse):
+        store.append(SESSION, pair("a"), now=NOW, create=True, completes=(first, "{}"))
+    store.release(first)
+
+    assert store.load(SESSION.id, OWNER, NOW) is None
+    assert store.claim(claim_at(NOW + CLAIM_LEASE_SECONDS + 1, holder="third")) is not None

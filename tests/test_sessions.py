@@ -1,0 +1,369 @@
+"""Server-side conversations over HTTP, each test run on SQLite and on DynamoDB (moto)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chat_api.clients import get_session_store
+from chat_api.deps import get_clock
+from chat_api.main import create_app
+from chat_api.sessions.sqlite import SQLiteSessionStore
+from chat_api.sessions.store import SessionStore
+from tests.conftest import AppClient, Clock, Configure, authorized_client
+from tests.fake_openai import FakeOpenAI, Reply, error_body
+
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+
+
+def start(api: TestClient, message: str = "My name is Ada.") -> str:
+    """Open a session with one turn and return its id."""
+    response = api.post("/chat", json={"message": message})
+    assert response.status_code == 200, response.text
+    session_id: str = response.json()["session_id"]
+    return session_id
+
+
+def turn(api: TestClient, session_id: str, message: str) -> dict[str, Any]:
+    response = api.post("/chat", json={"message": message, "session_id": session_id})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def stored(api: TestClient, session_id: str) -> list[tuple[str, str]]:
+    response = api.get(f"/sessions/{session_id}")
+    assert response.status_code == 200, response.text
+    return [(m["role"], m["content"]) for m in response.json()["messages"]]
+
+
+def test_chat_without_session_id_starts_one_and_returns_its_id(api: TestClient) -> None:
+    response = api.post("/chat", json={"message": "Hello"})
+
+    assert response.status_code == 200
+    session_id = response.json()["session_id"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", session_id)
+    assert stored(api, session_id) == [("user", "Hello"), ("assistant", "Echo: Hello")]
+
+
+def test_every_new_session_gets_a_different_id(api: TestClient) -> None:
+    assert len({start(api) for _ in range(5)}) == 5
+
+
+def test_chat_with_session_id_sends_the_stored_conversation(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    session_id = start(api, "My name is Ada.")
+
+    body = turn(api, session_id, "What is my name?")
+
+    assert body["session_id"] == session_id
+    assert fake_openai.requests[-1].json["messages"] == [
+        SYSTEM,
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Echo: My name is Ada."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+
+def test_session_started_with_history_stores_it_before_the_turn(api: TestClient) -> None:
+    history = [
+        {"role": "user", "content": "I am Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+    ]
+
+    response = api.post("/chat", json={"message": "Again?", "history": history})
+
+    assert stored(api, response.json()["session_id"]) == [
+        ("user", "I am Ada."),
+        ("assistant", "Hello Ada."),
+        ("user", "Again?"),
+        ("assistant", "Echo: Again?"),
+    ]
+
+
+def test_get_session_returns_messages_in_order_with_created_time(
+    api: TestClient, clock: Clock
+) -> None:
+    session_id = start(api, "one")
+    clock.advance(60)
+    turn(api, session_id, "two")
+
+    body = api.get(f"/sessions/{session_id}").json()
+
+    assert body["session_id"] == session_id
+    assert [(m["role"], m["content"]) for m in body["messages"]] == [
+        ("user", "one"),
+        ("assistant", "Echo: one"),
+        ("user", "two"),
+        ("assistant", "Echo: two"),
+    ]
+    times = [datetime.fromisoformat(m["created_at"]).timestamp() for m in body["messages"]]
+    assert times == [clock.now - 60] * 2 + [clock.now] * 2
+    assert datetime.fromisoformat(body["created_at"]).timestamp() == clock.now - 60
+
+
+def test_delete_session_is_204_and_the_session_is_gone(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    session_id = start(api)
+
+    deleted = api.delete(f"/sessions/{session_id}")
+
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    assert api.get(f"/sessions/{session_id}").status_code == 404
+    assert api.delete(f"/sessions/{session_id}").status_code == 404
+    calls = len(fake_openai.requests)
+    again = api.post("/chat", json={"message": "still there?", "session_id": session_id})
+    assert again.status_code == 404
+    assert len(fake_openai.requests) == calls
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_unknown_session_id_is_404(api: TestClient, method: str) -> None:
+    response = api.request(method, "/sessions/AAAAAAAAAAAAAAAAAAAAAA")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "No such session: it may have expired or been deleted."}
+
+
+def test_chat_with_unknown_session_id_is_404_without_calling_openai(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    response = api.post("/chat", json={"message": "hi", "session_id": "A" * 22})
+
+    assert response.status_code == 404
+    assert fake_openai.requests == []
+
+
+class RecordingStore:
+    """Wraps the real store and records every method called on it."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self.store, name)
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["short", "A" * 23, "A" * 21 + "/", "A" * 21 + "=", "' OR '1'='1' --", "é" * 22],
+)
+def test_malformed_session_id_is_400_and_never_reaches_the_store(
+    api: TestClient, store: SessionStore, fake_openai: FakeOpenAI, session_id: str
+) -> None:
+    recording = RecordingStore(store)
+    api.app.dependency_overrides[get_session_store] = lambda: recording  # type: ignore[attr-defined]
+    expected = {"field": "session_id", "message": "must be a session id returned by POST /chat"}
+
+    responses = [
+        api.get(f"/sessions/{session_id}"),
+        api.delete(f"/sessions/{session_id}"),
+        api.post("/chat", json={"message": "hi", "session_id": session_id}),
+    ]
+
+    for response in responses:
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"] == [expected]
+    assert recording.calls == []
+    assert fake_openai.requests == []
+
+
+def test_history_with_session_id_is_400_with_a_clear_message(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    session_id = start(api)
+    calls = len(fake_openai.requests)
+
+    response = api.post(
+        "/chat",
+        json={
+            "message": "hi",
+            "session_id": session_id,
+            "history": [{"role": "user", "content": "earlier"}],
+        },
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "Invalid field 'session_id': cannot be sent with history: the session already holds "
+        "the conversation (send history only to start a new session)"
+    )
+    assert len(fake_openai.requests) == calls
+
+
+def test_expired_session_is_404(api: TestClient, configure: Configure, clock: Clock) -> None:
+    session_id = start(api)
+    clock.advance(86_400)
+
+    assert api.get(f"/sessions/{session_id}").status_code == 404
+    assert api.post("/chat", json={"message": "hi", "session_id": session_id}).status_code == 404
+    assert api.delete(f"/sessions/{session_id}").status_code == 404
+
+
+def test_session_lives_for_the_configured_ttl(
+    fake_openai: FakeOpenAI, store_kind: str, configure: Configure, clock: Clock
+) -> None:
+    configure(SESSION_TTL_SECONDS="120")
+    app = create_app()
+    app.dependency_overrides[get_clock] = lambda: clock
+    with authorized_client(app) as api:
+        session_id = start(api)
+        clock.advance(119)
+        assert api.get(f"/sessions/{session_id}").status_code == 200
+        clock.advance(1)
+        assert api.get(f"/sessions/{session_id}").status_code == 404
+
+
+def test_openai_failure_stores_nothing_and_the_turn_can_be_retried(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    session_id = start(api, "one")
+    fake_openai.enqueue(Reply(status=500, body=error_body("boom", "server_error")))
+
+    failed = api.post("/chat", json={"message": "two", "session_id": session_id})
+
+    assert failed.status_code == 502
+    assert stored(api, session_id) == [("user", "one"), ("assistant", "Echo: one")]
+    turn(api, session_id, "two")
+    assert stored(api, session_id)[2:] == [("user", "two"), ("assistant", "Echo: two")]
+
+
+def test_openai_failure_on_a_first_message_creates_no_session(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(status=500, body=error_body("boom", "server_error")))
+
+    failed = api.post("/chat", json={"message": "one"})
+
+    assert failed.status_code == 502
+    assert "session_id" not in failed.json()
+
+
+def test_context_keeps_the_system_prompt_and_drops_the_oldest_messages_first(
+    fake_openai: FakeOpenAI, store_kind: str, configure: Configure
+) -> None:
+    configure(CONTEXT_MAX_MESSAGES="3")
+    with authorized_client() as api:
+        session_id = start(api, "one")
+        turn(api, session_id, "two")
+        turn(api, session_id, "three")
+
+        assert fake_openai.requests[-1].json["messages"] == [
+            SYSTEM,
+            {"role": "user", "content": "two"},
+            {"role": "assistant", "content": "Echo: two"},
+            {"role": "user", "content": "three"},
+        ]
+        assert len(stored(api, session_id)) == 6
+
+
+def test_context_drops_the_oldest_messages_over_the_character_budget(
+    fake_openai: FakeOpenAI, store_kind: str, configure: Configure
+) -> None:
+    configure(CONTEXT_MAX_CHARS="30")
+    with authorized_client() as api:
+        session_id = start(api, "a" * 10)  # stored with "Echo: aaaaaaaaaa" (16 characters)
+        turn(api, session_id, "b" * 10)
+
+        # 10 ("bbb...") + 16 ("Echo: aaa...") fit in 30; the 10 of "aaa..." would not.
+        assert fake_openai.requests[-1].json["messages"] == [
+            SYSTEM,
+            {"role": "assistant", "content": "Echo: " + "a" * 10},
+            {"role": "user", "content": "b" * 10},
+        ]
+        assert len(stored(api, session_id)) == 4
+
+
+def test_concurrent_turns_on_one_session_are_all_stored_in_pairs(client: TestClient) -> None:
+    # Real threads on SQLite (moto is not thread-safe: DynamoDB's races are pinned, step by
+    # step, in test_session_store).
+    session_id = start(client, "first")
+    barrier = threading.Barrier(20)
+    failures: list[str] = []
+
+    def send(index: int) -> None:
+        barrier.wait()
+        response = client.post("/chat", json={"message": f"turn {index}", "session_id": session_id})
+        if response.status_code != 200:
+            failures.append(response.text)
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    messages = stored(client, session_id)[2:]
+    assert len(messages) == 40
+    pairs = list(zip(messages[::2], messages[1::2], strict=True))
+    assert all(
+        user[0] == "user" and answer == ("assistant", f"Echo: {user[1]}") for user, answer in pairs
+    )
+    assert sorted(user[1] for user, _ in pairs) == sorted(f"turn {index}" for index in range(20))
+
+
+STORE_DOWN = {"error": "Conversation storage is unavailable. Try again shortly."}
+
+
+@pytest.mark.usefixtures("sessions_table")
+def test_dynamodb_failure_is_a_503_json_not_a_500(
+    fake_openai: FakeOpenAI, configure: Configure, app_client: AppClient
+) -> None:
+    configure(SESSIONS_TABLE="table-that-does-not-exist")
+
+    with app_client() as api:
+        responses = [
+            api.post("/chat", json={"message": "hi"}),
+            api.get(f"/sessions/{'A' * 22}"),
+            api.delete(f"/sessions/{'A' * 22}"),
+        ]
+
+    for response in responses:
+        assert response.status_code == 503
+        assert response.json() == STORE_DOWN
+        assert response.headers["retry-after"] == "1"
+
+
+def test_locked_sqlite_is_a_503_json_not_a_500(
+    fake_openai: FakeOpenAI, app_client: AppClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "locked.sqlite3"
+    store = SQLiteSessionStore(path, busy_timeout_seconds=0.01)
+    # Another writer holds the lock past the busy timeout (readers still read, under WAL).
+    holder = sqlite3.connect(path, autocommit=True)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with app_client() as api:
+            api.app.dependency_overrides[get_session_store] = lambda: store  # type: ignore[attr-defined]
+            responses = [
+                api.post("/chat", json={"message": "hi"}),
+                api.delete(f"/sessions/{'A' * 22}"),
+            ]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    for response in responses:
+        assert response.status_code == 503
+        assert response.json() == STORE_DOWN
+
+
+def test_wrong_method_on_a_session_allows_both_of_its_methods(client: TestClient) -> None:
+    # GET and DELETE are two routes on one path; the 405 names both.
+    response = client.put(f"/sessions/{'A' * 22}")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET"
