@@ -306,3 +306,17 @@ def lambda_runtime(
     runtime = LambdaRuntime(lambda_context)
     yield runtime
     runtime.close()
+
+
+Invoke = Callable[[LambdaEvent], dict[str, Any]]
+
+
+@pytest.fixture
+def invoke(lambda_runtime: LambdaRuntime) -> Invoke:
+    """The real handler, invoked as Lambda would."""
+    return lambda_runtime.invoke
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    """The JSON body of a Lambda proxy response."""
+    return json.loads(response["body"])

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.dependencies.models import Dependant
@@ -20,21 +19,10 @@ from fastapi.routing import APIRoute
 from scripts.invoke import LocalContext
 
 import chat_api.routes
-from tests.conftest import LambdaRuntime, ReadLogs, load_event
+from tests.conftest import Invoke, ReadLogs, body_of, load_event
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-Invoke = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@pytest.fixture
-def invoke(lambda_runtime: LambdaRuntime) -> Invoke:
-    """The real handler, invoked as Lambda would."""
-    return lambda_runtime.invoke
-
-
-def body_of(response: dict[str, Any]) -> Any:
-    return json.loads(response["body"])
 
 
 @pytest.mark.parametrize(

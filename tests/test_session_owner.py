@@ -1,31 +1,18 @@
-"""Sessions belong to the API key that created them (the id API Gateway puts in the event)."""
+"""Sessions belong to their caller: the API key API Gateway checked, or the client key sent."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from chat_api.main import create_app
-from tests.conftest import Configure, LambdaRuntime, load_event
+from tests.conftest import Configure, Invoke, body_of, load_event
 from tests.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.usefixtures("store_kind")
-
-Invoke = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@pytest.fixture
-def invoke(lambda_runtime: LambdaRuntime) -> Invoke:
-    """The real handler, invoked as Lambda would."""
-    return lambda_runtime.invoke
-
-
-def body_of(response: dict[str, Any]) -> Any:
-    return json.loads(response["body"])
 
 
 def rest_event(
