@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from chat_api.clients import get_session_store
+from chat_api.clients import session_store_dependency
 from chat_api.deps import get_clock
 from chat_api.main import create_app
 from chat_api.sessions.sqlite import SQLiteSessionStore
@@ -164,7 +164,7 @@ def test_malformed_session_id_is_400_and_never_reaches_the_store(
     api: TestClient, store: SessionStore, fake_openai: FakeOpenAI, session_id: str
 ) -> None:
     recording = RecordingStore(store)
-    api.app.dependency_overrides[get_session_store] = lambda: recording  # type: ignore[attr-defined]
+    api.app.dependency_overrides[session_store_dependency] = lambda: recording  # type: ignore[attr-defined]
     expected = {"field": "session_id", "message": "must be a session id returned by POST /chat"}
 
     responses = [
@@ -347,7 +347,7 @@ def test_locked_sqlite_is_a_503_json_not_a_500(
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with app_client() as api:
-            api.app.dependency_overrides[get_session_store] = lambda: store  # type: ignore[attr-defined]
+            api.app.dependency_overrides[session_store_dependency] = lambda: store  # type: ignore[attr-defined]
             responses = [
                 api.post("/chat", json={"message": "hi"}),
                 api.delete(f"/sessions/{'A' * 22}"),
