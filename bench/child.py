@@ -6,8 +6,10 @@ bytecode (/var/task is read-only).
 
 - `cold PATHS MODULE EVENT`: import MODULE's `handler`, serve EVENT once (timed whole by
   the parent, which also reads the process's peak RSS).
-- `warm PATHS EVENT COUNT`: COUNT invocations of the chat API's handler, alternated with the
-  same call made with the `openai` client alone; prints JSON lists of milliseconds.
+- `warm PATHS EVENT COUNT`: COUNT rounds of: `/chat` through the chat API's handler with
+  client-sent history (a new session each time), `/chat` continuing one session by its id, the
+  same call made with the `openai` client alone, and a stateless turn's write to the session
+  store timed alone; prints JSON lists of milliseconds.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import asyncio
 import importlib
 import json
 import os
+import secrets
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 # Stateless `/chat`: earlier turns ride along in the request, as the client remembers them.
 HISTORY = [
@@ -59,12 +63,15 @@ def cold(module_name: str, event_path: str) -> None:
 
 
 def warm(event_path: str, count: int) -> dict[str, list[float]]:
-    """Milliseconds per call, through the handler and with the client alone."""
+    """Milliseconds per call: both kinds of `/chat`, the client alone, a turn's write alone."""
     from openai import AsyncOpenAI
 
     handler = importlib.import_module("chat_api.handler").handler
+    from chat_api.clients import get_session_store
+    from chat_api.sessions.store import Message, Role, Session
+
     event = load_event(event_path)
-    event["body"] = json.dumps({"message": MESSAGE, "history": HISTORY})
+    stateless = {**event, "body": json.dumps({"message": MESSAGE, "history": HISTORY})}
     messages: Any = [
         {"role": "system", "content": "You are a helpful assistant."},
         *HISTORY,
@@ -74,9 +81,29 @@ def warm(event_path: str, count: int) -> dict[str, list[float]]:
     client = AsyncOpenAI(timeout=12, max_retries=1)
     loop = asyncio.new_event_loop()
     context = Context()
+    store = get_session_store()  # the handler's own store (SESSIONS_DB_PATH)
+    history = [Message(cast("Role", turn["role"]), turn["content"], 0.0) for turn in HISTORY]
+    # What a stateless `/chat` stores: a new session, the client's history and the turn.
+    written = [*history, Message("user", MESSAGE, 0.0), Message("assistant", "An answer.", 0.0)]
 
-    def through_handler() -> None:
-        response = handler(event, context)
+    def new_session(owner: str, stored: list[Message]) -> Session:
+        now = time.time()
+        session = Session(secrets.token_urlsafe(16), owner, now, now + 86_400)
+        store.append(session, stored, now=now, create=True)
+        return session
+
+    # Each continued turn is a session's second: the store holds the same history the
+    # stateless call sends, so both send OpenAI the same messages.
+    owner = event["requestContext"]["identity"]["apiKeyId"]  # the caller, as API Gateway names it
+    continued = iter(
+        [
+            {**event, "body": json.dumps({"message": MESSAGE, "session_id": session.id})}
+            for session in (new_session(owner, history) for _ in range(WARM_UP + count))
+        ]
+    )
+
+    def invoke(request: dict[str, Any]) -> None:
+        response = handler(request, context)
         assert response["statusCode"] == 200, response
 
     def client_alone() -> None:
@@ -85,7 +112,12 @@ def warm(event_path: str, count: int) -> dict[str, list[float]]:
         )
         assert completion.choices[0].message.content
 
-    calls = {"handler": through_handler, "client": client_alone}
+    calls: dict[str, Callable[[], object]] = {
+        "handler": lambda: invoke(stateless),
+        "session": lambda: invoke(next(continued)),
+        "client": client_alone,
+        "write": lambda: new_session("bench", written),
+    }
     for _ in range(WARM_UP):  # connections open, lazy imports done
         for call in calls.values():
             call()

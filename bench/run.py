@@ -99,12 +99,17 @@ def fake_openai() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def lambda_environment(base_url: str) -> dict[str, str]:
-    """What the function's environment would hold, pointed at the fake server."""
+def lambda_environment(base_url: str, store: Path) -> dict[str, str]:
+    """The function's environment, pointed at the fake server and a SQLite session store.
+
+    Every `/chat` stores its turn. On AWS the store is DynamoDB; here it is the SQLite file
+    `make dev` uses, in a folder of the run's own, so each run starts with an empty store.
+    """
     return {
         "PATH": os.environ["PATH"],
         "OPENAI_API_KEY": "sk-bench",
         "OPENAI_BASE_URL": base_url,
+        "SESSIONS_DB_PATH": str(store / "sessions.sqlite3"),
     }
 
 
@@ -139,7 +144,7 @@ def cold_start(paths: list[Path], module: str, environment: dict[str, str]) -> R
 
 
 def warm_latency(lean: Path, environment: dict[str, str]) -> dict[str, list[float]]:
-    """Milliseconds per invocation: through the handler, and the client alone."""
+    """Milliseconds per call: both kinds of `/chat`, the client alone, a turn's write alone."""
     command = child("warm", [lean], EVENT, WARM_INVOCATIONS)
     output = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
     # The handler's log lines come first; the timings are the last line.
@@ -240,8 +245,8 @@ def main() -> None:
     if not DEPLOYED_ARTIFACT.is_dir():
         raise SystemExit("No .aws-sam/build/ChatFunction: run `make build` first.")
     lean, bare = build_host_artifacts()
-    with fake_openai() as base_url:
-        environment = lambda_environment(base_url)
+    with fake_openai() as base_url, tempfile.TemporaryDirectory() as store:
+        environment = lambda_environment(base_url, Path(store))
         variants = {
             "floor": ([lean, BENCH], "floor_handler"),
             "lean": ([lean], "chat_api.handler"),
@@ -261,6 +266,7 @@ def main() -> None:
     warm_p99 = {name: p99(values) for name, values in warm.items()}
     cold_ratio = cold["lean"] / cold["floor"]
     warm_ratio = warm_median["handler"] / warm_median["client"]
+    session_ratio = warm_median["session"] / warm_median["client"]
     rps_ratio = api_rps / minimal_rps
 
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
@@ -283,14 +289,29 @@ def main() -> None:
         f"| fits {RSS_TARGET_MB} MB: {verdict(rss['lean'] < RSS_TARGET_MB)} |"
     )
     print(
-        f"| Warm `/chat`, median of {WARM_INVOCATIONS} (ms) | {warm_median['handler']:.2f} "
+        f"| Warm `/chat` with client-sent history (stores a new session), median of "
+        f"{WARM_INVOCATIONS} (ms) | {warm_median['handler']:.2f} "
         f"| client alone {warm_median['client']:.2f} | {warm_ratio:.2f}x "
         f"| <= {WARM_TARGET}x: {verdict(warm_ratio <= WARM_TARGET)} |"
     )
     print(
-        f"| Warm `/chat`, p99 (ms) | {warm_p99['handler']:.2f} "
+        f"| Warm `/chat` with client-sent history, p99 (ms) | {warm_p99['handler']:.2f} "
         f"| client alone {warm_p99['client']:.2f} "
         f"| {warm_p99['handler'] / warm_p99['client']:.2f}x | |"
+    )
+    print(
+        f"| Warm `/chat` continuing a session (loads it, stores the turn), median (ms) "
+        f"| {warm_median['session']:.2f} | client alone {warm_median['client']:.2f} "
+        f"| {session_ratio:.2f}x | |"
+    )
+    print(
+        f"| Warm `/chat` continuing a session, p99 (ms) | {warm_p99['session']:.2f} "
+        f"| client alone {warm_p99['client']:.2f} "
+        f"| {warm_p99['session'] / warm_p99['client']:.2f}x | |"
+    )
+    print(
+        f"| A turn's write alone: `SQLiteSessionStore.append` of a new session, median "
+        f"(ms) | {warm_median['write']:.2f} | | | |"
     )
     print(
         f"| Local `/chat` under uvicorn (requests/s) | {api_rps:.0f} | minimal app "
