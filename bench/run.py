@@ -289,7 +289,7 @@ def main() -> None:
         f"| fits {RSS_TARGET_MB} MB: {verdict(rss['lean'] < RSS_TARGET_MB)} |"
     )
     print(
-        f"| Warm `/chat` with client-sent history (stores a new session), median of "
+        f"| Warm `/chat` with client-sent history (stateless: stores nothing), median of "
         f"{WARM_INVOCATIONS} (ms) | {warm_median['handler']:.2f} "
         f"| client alone {warm_median['client']:.2f} | {warm_ratio:.2f}x "
         f"| <= {WARM_TARGET}x: {verdict(warm_ratio <= WARM_TARGET)} |"

@@ -73,13 +73,39 @@ def test_chat_with_session_id_sends_the_stored_conversation(
     ]
 
 
-def test_session_started_with_history_stores_it_before_the_turn(api: TestClient) -> None:
+def test_chat_with_client_history_is_answered_and_stores_nothing(
+    api: TestClient, store: SessionStore, fake_openai: FakeOpenAI
+) -> None:
+    recording = RecordingStore(store)
+    api.app.dependency_overrides[session_store_dependency] = lambda: recording  # type: ignore[attr-defined]
     history = [
         {"role": "user", "content": "I am Ada."},
         {"role": "assistant", "content": "Hello Ada."},
     ]
 
     response = api.post("/chat", json={"message": "Again?", "history": history})
+
+    assert response.status_code == 200
+    assert response.json()["response"] == "Echo: Again?"
+    assert response.json()["session_id"] is None
+    assert fake_openai.requests[-1].json["messages"][1:] == [
+        *history,
+        {"role": "user", "content": "Again?"},
+    ]
+    assert recording.calls == []
+
+
+def test_client_history_with_an_idempotency_key_is_kept_as_a_session(api: TestClient) -> None:
+    history = [
+        {"role": "user", "content": "I am Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+    ]
+
+    response = api.post(
+        "/chat",
+        json={"message": "Again?", "history": history},
+        headers={"Idempotency-Key": "retry-1"},
+    )
 
     assert stored(api, response.json()["session_id"]) == [
         ("user", "I am Ada."),
@@ -198,7 +224,7 @@ def test_history_with_session_id_is_400_with_a_clear_message(
     assert response.status_code == 400
     assert response.json()["error"] == (
         "Invalid field 'session_id': cannot be sent with history: the session already holds "
-        "the conversation (send history only to start a new session)"
+        "the conversation (send history only when you keep the conversation yourself)"
     )
     assert len(fake_openai.requests) == calls
 

@@ -84,7 +84,7 @@ class ChatRequest(BaseModel):
             raise PydanticCustomError(
                 "session_with_history",
                 "cannot be sent with history: the session already holds the conversation "
-                "(send history only to start a new session)",
+                "(send history only when you keep the conversation yourself)",
             )
         return value
 
@@ -103,7 +103,11 @@ class ChatResponse(BaseModel):
     response: str
     model: str
     usage: Usage | None = None
-    session_id: str = Field(description="Send it with the next message to continue.")
+    session_id: str | None = Field(
+        default=None,
+        description="Send it with the next message to continue. Null when the request sent "
+        "its own `history` (and no Idempotency-Key): then nothing is stored.",
+    )
 
 
 class StoredMessage(BaseModel):

@@ -49,7 +49,8 @@ class Answer:
 class PendingTurn:
     """A turn between loading its conversation and storing its answer."""
 
-    session: Session
+    # None for a stateless turn: the client sent its own history and no Idempotency-Key.
+    session: Session | None
     create: bool
     earlier: list[Message]
     messages: list[ChatCompletionMessageParam]
@@ -198,7 +199,13 @@ class ChatTurn:
                 return TurnResult(replay(held, claim), replayed=True)
         settings = self.settings
         try:
-            if request.session_id is None:
+            session: Session | None
+            if request.session_id is None and request.history and claim is None:
+                # The client keeps the conversation: store nothing of it. (An Idempotency-Key
+                # needs its answer kept, so with one the turn is stored as a new session.)
+                session = None
+                earlier = [Message(turn.role, turn.content, now) for turn in request.history]
+            elif request.session_id is None:
                 session = Session(
                     id=new_session_id(),
                     owner=caller,
@@ -245,8 +252,10 @@ class ChatTurn:
             response=answer.content,
             model=answer.model,
             usage=answer.usage,
-            session_id=pending.session.id,
+            session_id=pending.session and pending.session.id,
         )
+        if pending.session is None:
+            return response
         turn = [
             Message("user", request.message, pending.started_at),
             Message("assistant", answer.content, answered_at),
