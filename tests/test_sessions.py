@@ -115,6 +115,64 @@ def test_client_history_with_an_idempotency_key_is_kept_as_a_session(api: TestCl
     ]
 
 
+def test_store_false_answers_without_storing_a_session(
+    api: TestClient, store: SessionStore
+) -> None:
+    recording = RecordingStore(store)
+    api.app.dependency_overrides[session_store_dependency] = lambda: recording  # type: ignore[attr-defined]
+
+    response = api.post("/chat", json={"message": "Just once.", "store": False})
+
+    assert response.status_code == 200
+    assert response.json()["session_id"] is None
+    assert recording.calls == []
+
+
+def test_store_false_on_a_session_answers_from_it_without_adding_the_turn(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    session_id = start(api, "I am Ada.")
+
+    response = api.post(
+        "/chat", json={"message": "Who am I?", "session_id": session_id, "store": False}
+    )
+
+    assert response.json()["session_id"] == session_id
+    assert fake_openai.requests[-1].json["messages"][1:] == [
+        {"role": "user", "content": "I am Ada."},
+        {"role": "assistant", "content": "Echo: I am Ada."},
+        {"role": "user", "content": "Who am I?"},
+    ]
+    assert stored(api, session_id) == [("user", "I am Ada."), ("assistant", "Echo: I am Ada.")]
+
+
+def test_store_true_keeps_client_history_as_a_new_session(api: TestClient) -> None:
+    history = [{"role": "user", "content": "I am Ada."}, {"role": "assistant", "content": "Hi."}]
+
+    response = api.post("/chat", json={"message": "Again?", "history": history, "store": True})
+
+    assert stored(api, response.json()["session_id"]) == [
+        ("user", "I am Ada."),
+        ("assistant", "Hi."),
+        ("user", "Again?"),
+        ("assistant", "Echo: Again?"),
+    ]
+
+
+def test_store_false_with_an_idempotency_key_is_400(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    response = api.post(
+        "/chat",
+        json={"message": "hi", "store": False},
+        headers={"Idempotency-Key": "retry-1"},
+    )
+
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]
+    assert fake_openai.requests == []
+
+
 def test_get_session_returns_messages_in_order_with_created_time(
     api: TestClient, clock: Clock
 ) -> None:

@@ -76,6 +76,13 @@ class ChatRequest(BaseModel):
     history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
     stream: bool = False
     session_id: SessionId | None = None
+    # As OpenAI's `store`: whether the server keeps this conversation.
+    store: bool | None = Field(
+        default=None,
+        description="Keep the conversation on the server (a session). Default: yes, unless "
+        "the request sends its own `history`. `false` with `session_id` answers from the "
+        "session without adding the turn to it.",
+    )
 
     @field_validator("session_id")
     @classmethod

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from chat_api.errors import UpstreamInvalidResponse
+from chat_api.errors import InvalidRequest, UpstreamInvalidResponse
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, Usage
 from chat_api.services.completions import relay_chunks, to_usage
 from chat_api.services.idempotency import new_claim, replay
@@ -49,8 +49,9 @@ class Answer:
 class PendingTurn:
     """A turn between loading its conversation and storing its answer."""
 
-    # None for a stateless turn: the client sent its own history and no Idempotency-Key.
+    # None when the client keeps the conversation and nothing is stored.
     session: Session | None
+    keep: bool
     create: bool
     earlier: list[Message]
     messages: list[ChatCompletionMessageParam]
@@ -142,6 +143,16 @@ async def stream_chat(
     yield Answer(content="".join(parts), model=model, usage=to_usage(usage))
 
 
+def _keeps_conversation(request: ChatRequest, claim: IdempotencyClaim | None) -> bool:
+    """`store` when given; else keep it unless the client sent its own history.
+
+    An Idempotency-Key's answer must be kept to be replayed, so with one the turn is stored.
+    """
+    if request.store is not None:
+        return request.store
+    return not request.history or claim is not None
+
+
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
     """Everything a turn uses, injected: the OpenAI call path, the store, settings and clock."""
@@ -192,6 +203,12 @@ class ChatTurn:
         """Claim the idempotency key (or replay its answer), then load or open the session."""
         now = self.clock()
         claim = None
+        if idempotency_key is not None and request.store is False:
+            raise InvalidRequest(
+                "An Idempotency-Key needs its answer kept on the server: "
+                'send it without "store": false.',
+                param="store",
+            )
         if idempotency_key is not None:
             claim = new_claim(caller, idempotency_key, request, now)
             held = await asyncio.to_thread(self.store.claim, claim)
@@ -200,9 +217,7 @@ class ChatTurn:
         settings = self.settings
         try:
             session: Session | None
-            if request.session_id is None and request.history and claim is None:
-                # The client keeps the conversation: store nothing of it. (An Idempotency-Key
-                # needs its answer kept, so with one the turn is stored as a new session.)
+            if request.session_id is None and not _keeps_conversation(request, claim):
                 session = None
                 earlier = [Message(turn.role, turn.content, now) for turn in request.history]
             elif request.session_id is None:
@@ -236,6 +251,7 @@ class ChatTurn:
         )
         return PendingTurn(
             session=session,
+            keep=_keeps_conversation(request, claim),
             create=request.session_id is None,
             earlier=earlier,
             messages=messages,
@@ -246,15 +262,16 @@ class ChatTurn:
     async def _store(
         self, pending: PendingTurn, request: ChatRequest, answer: Answer
     ) -> ChatResponse:
-        """Store the user's message and the answer (with the key's answer), and return it."""
+        """Store the user's message and the answer (with the key's answer) if kept; return it."""
         answered_at = self.clock()
         response = ChatResponse(
             response=answer.content,
             model=answer.model,
             usage=answer.usage,
-            session_id=pending.session and pending.session.id,
+            session_id=pending.session.id if pending.session else None,
         )
-        if pending.session is None:
+        session = pending.session
+        if session is None or not pending.keep:
             return response
         turn = [
             Message("user", request.message, pending.started_at),
@@ -263,7 +280,7 @@ class ChatTurn:
         claim = pending.claim
         await asyncio.to_thread(
             lambda: self.store.append(
-                pending.session,
+                session,
                 [*pending.earlier, *turn] if pending.create else turn,
                 now=answered_at,
                 create=pending.create,
