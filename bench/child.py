@@ -7,9 +7,9 @@ bytecode (/var/task is read-only).
 - `cold PATHS MODULE EVENT`: import MODULE's `handler`, serve EVENT once (timed whole by
   the parent, which also reads the process's peak RSS).
 - `warm PATHS EVENT COUNT`: COUNT rounds of: `/chat` through the chat API's handler with
-  client-sent history (a new session each time), `/chat` continuing one session by its id, the
-  same call made with the `openai` client alone, and a stateless turn's write to the session
-  store timed alone; prints JSON lists of milliseconds.
+  client-sent history (stateless: nothing stored), `/chat` continuing one session by its id,
+  the same call made with the `openai` client alone, and a turn's write to the session store
+  timed alone; prints JSON lists of milliseconds.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def warm(event_path: str, count: int) -> dict[str, list[float]]:
     context = Context()
     store = get_session_store()  # the handler's own store (SESSIONS_DB_PATH)
     history = [Message(cast("Role", turn["role"]), turn["content"], 0.0) for turn in HISTORY]
-    # What a stateless `/chat` stores: a new session, the client's history and the turn.
+    # A turn kept as a new session: the client's history and the turn (what `"store": true` writes).
     written = [*history, Message("user", MESSAGE, 0.0), Message("assistant", "An answer.", 0.0)]
 
     def new_session(owner: str, stored: list[Message]) -> Session:
