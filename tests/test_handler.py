@@ -168,7 +168,9 @@ def test_lambda_remaining_time_bounds_the_upstream_call(
     assert time.monotonic() - started < 1.8
 
 
-def test_first_chat_in_a_fresh_container_imports_no_aws_sdk(fake_openai: FakeOpenAI) -> None:
+def test_first_chat_in_a_fresh_container_imports_no_aws_sdk(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
     # A cold start pays for every import: with the key in the environment, boto3 (~100 ms)
     # has no reason to load, not at import and not while serving.
     code = (
@@ -190,6 +192,7 @@ def test_first_chat_in_a_fresh_container_imports_no_aws_sdk(fake_openai: FakeOpe
             "PYTHONPATH": f"{FUNCTIONS_DIR}:{FUNCTIONS_DIR.parent}",
             "OPENAI_API_KEY": "sk-test",
             "OPENAI_BASE_URL": fake_openai.base_url,
+            "SESSIONS_DB_PATH": str(tmp_path / "sessions.sqlite3"),
         },
     )
 
