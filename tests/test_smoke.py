@@ -31,7 +31,9 @@ CLIENT_KEY = "smoke-client-key-0123456789"
 
 
 @pytest.fixture(params=["no client keys", "client keys"])
-def served_app(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Iterator[str]:
+def served_app(
+    request: pytest.FixtureRequest, fake_openai: FakeOpenAI, tmp_path: Path
+) -> Iterator[str]:
     """The app under uvicorn, talking to the fake OpenAI; yields its base URL.
 
     Without client keys the app serves any loopback caller, so /chat answers without a key;
@@ -43,6 +45,7 @@ def served_app(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Itera
         "OPENAI_API_KEY": TEST_OPENAI_KEY,
         "OPENAI_BASE_URL": fake_openai.base_url,
         "OPENAI_MAX_RETRIES": "0",
+        "SESSIONS_DB_PATH": str(tmp_path / "sessions.sqlite3"),
     }
     if request.param == "client keys":
         environment["CLIENT_API_KEYS"] = CLIENT_KEY
