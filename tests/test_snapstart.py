@@ -12,7 +12,13 @@ from types import ModuleType
 
 import pytest
 
-from chat_api.clients import get_key_source, get_openai_client, get_secrets_client
+from chat_api.clients import (
+    get_dynamodb_client,
+    get_key_source,
+    get_openai_client,
+    get_secrets_client,
+    get_session_store,
+)
 from chat_api.snapstart import reset_after_restore
 from tests.conftest import Configure
 
@@ -28,12 +34,14 @@ def test_restore_drops_the_openai_client_and_the_cached_key(configure: Configure
     assert restored[1] is not snapshotted[1]
 
 
-def test_restore_drops_the_secrets_manager_client() -> None:
-    snapshotted = get_secrets_client()
+def test_restore_drops_the_aws_clients_and_the_session_store(configure: Configure) -> None:
+    configure(SESSIONS_TABLE="chat-sessions")
+    snapshotted = (get_secrets_client(), get_dynamodb_client(), get_session_store())
 
     reset_after_restore()
 
-    assert get_secrets_client() is not snapshotted
+    restored = (get_secrets_client(), get_dynamodb_client(), get_session_store())
+    assert all(new is not old for new, old in zip(restored, snapshotted, strict=True))
 
 
 def test_restore_reseeds_random() -> None:

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import random
 
-from chat_api.clients import get_key_source, get_openai_client, get_secrets_client
+from chat_api.clients import (
+    get_dynamodb_client,
+    get_key_source,
+    get_openai_client,
+    get_secrets_client,
+    get_session_store,
+)
 
 
 def reset_after_restore() -> None:
     """Drop what a restored container must not share with its siblings."""
-    # The OpenAI client holds a connection pool and the key source the key from the secret;
-    # both were made for the container that was snapshotted.
-    for factory in (get_openai_client, get_key_source, get_secrets_client):
+    # The clients hold connection pools and the key source the key from the secret; all were
+    # made for the container that was snapshotted.
+    clients = (get_openai_client, get_secrets_client, get_dynamodb_client, get_session_store)
+    for factory in (*clients, get_key_source):
         factory.cache_clear()
     random.seed()
 
