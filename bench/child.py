@@ -68,7 +68,7 @@ def warm(event_path: str, count: int) -> dict[str, list[float]]:
 
     handler = importlib.import_module("chat_api.handler").handler
     from chat_api.clients import get_session_store
-    from chat_api.sessions.store import Message, Role, Session
+    from chat_api.store.base import Message, Role, Session
 
     event = load_event(event_path)
     stateless = {**event, "body": json.dumps({"message": MESSAGE, "history": HISTORY})}

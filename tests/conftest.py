@@ -24,20 +24,13 @@ from mangum import Mangum
 from moto import mock_aws
 from scripts.invoke import LocalContext
 
-from chat_api.clients import (
-    close_openai_client,
-    get_dynamodb_client,
-    get_key_source,
-    get_openai_client,
-    get_secrets_client,
-    get_session_store,
-)
+from chat_api.clients import close_openai_client, get_session_store, reset_clients
 from chat_api.config import Settings, get_settings
 from chat_api.deps import get_clock
 from chat_api.main import create_app
 from chat_api.request_log import get_logger, get_metrics
-from chat_api.sessions.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
-from chat_api.sessions.store import SessionStore
+from chat_api.store.base import SessionStore
+from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from tests.fake_openai import FakeOpenAI
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
@@ -56,16 +49,8 @@ LambdaEvent = dict[str, Any]
 
 def clear_caches() -> None:
     """Forget settings and clients, so the next request reads the environment again."""
-    for factory in (
-        get_settings,
-        get_openai_client,
-        get_key_source,
-        get_secrets_client,
-        get_logger,
-        get_metrics,
-        get_dynamodb_client,
-        get_session_store,
-    ):
+    reset_clients()
+    for factory in (get_settings, get_logger, get_metrics):
         factory.cache_clear()
 
 

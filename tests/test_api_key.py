@@ -14,10 +14,10 @@ from botocore.stub import Stubber
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
-from chat_api.clients import key_source_dependency
 from chat_api.config import get_settings
+from chat_api.deps import key_source_dependency
+from chat_api.keys import FIRST_BACKOFF_SECONDS, KeySource
 from chat_api.main import create_app
-from chat_api.services.api_key import FIRST_BACKOFF_SECONDS, OpenAIKeySource
 from tests.conftest import CLIENT_API_KEY, TEST_OPENAI_KEY, AppClient, Configure
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
@@ -227,7 +227,7 @@ def stubbed_secrets(
     configure(OPENAI_API_KEY=None, OPENAI_API_KEY_SECRET_ID=SECRET_NAME)
     secrets_client = boto3.client("secretsmanager")
     clock = Clock()
-    key_source = OpenAIKeySource(get_settings(), lambda: secrets_client, clock=clock)
+    key_source = KeySource(get_settings(), lambda: secrets_client, clock=clock)
     app = create_app()
     app.dependency_overrides[key_source_dependency] = lambda: key_source
     with (

@@ -8,11 +8,11 @@ import time
 import httpx2
 from fastapi.testclient import TestClient
 
-from chat_api.caller import fingerprint
+from chat_api.caller import key_digest
 from chat_api.clients import get_session_store
 from chat_api.schemas import ChatRequest
 from chat_api.services.idempotency import new_claim
-from chat_api.sessions.store import CLAIM_LEASE_SECONDS
+from chat_api.store.base import CLAIM_LEASE_SECONDS
 from tests.conftest import CLIENT_API_KEY, Clock
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
@@ -103,7 +103,7 @@ def test_claim_of_a_request_that_died_is_taken_over_after_the_lease(
     api: TestClient, fake_openai: FakeOpenAI, clock: Clock
 ) -> None:
     # A request claimed the key and then its container died: nothing completes or frees it.
-    caller = f"key-{fingerprint(CLIENT_API_KEY)}"
+    caller = f"key-{key_digest(CLIENT_API_KEY)}"
     request = ChatRequest(message="Hello")
     get_session_store().claim(new_claim(caller, "retry-1", request, clock.now))
     assert post(api, {"message": "Hello"}).status_code == 409

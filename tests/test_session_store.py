@@ -11,19 +11,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chat_api.sessions.dynamodb import DynamoDBSessionStore
-from chat_api.sessions.sqlite import SQLiteSessionStore
-from chat_api.sessions.store import (
+from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
+from chat_api.store.base import (
     CLAIM_LEASE_SECONDS,
+    ClaimedResponse,
     IdempotencyClaim,
-    IdempotencyKeyInUse,
     IdempotencyRecord,
     Message,
     Session,
-    SessionNotFound,
     SessionStore,
-    StoreUnavailable,
 )
+from chat_api.store.dynamodb import DynamoDBSessionStore
+from chat_api.store.sqlite import SQLiteSessionStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -271,16 +270,26 @@ def test_claim_is_taken_once_then_shows_who_holds_it(store: SessionStore) -> Non
 
     held = store.claim(claim_at(NOW + 1, holder="second"))
 
-    assert held == IdempotencyRecord(fingerprint="body-1", response=None)
+    assert held == IdempotencyRecord(
+        fingerprint="body-1", response=None, token="first", claimed_at=NOW, expires_at=NOW + 3600
+    )
 
 
 def test_completed_claim_returns_the_stored_response(store: SessionStore) -> None:
     first = claim_at(NOW)
     store.claim(first)
 
-    store.append(SESSION, pair("a"), now=NOW, create=True, completes=(first, '{"r": 1}'))
+    store.append(
+        SESSION,
+        pair("a"),
+        now=NOW,
+        create=True,
+        claimed_response=ClaimedResponse(first, '{"r": 1}'),
+    )
 
-    assert store.claim(claim_at(NOW + 1, holder="retry")) == IdempotencyRecord("body-1", '{"r": 1}')
+    assert store.claim(claim_at(NOW + 1, holder="retry")) == IdempotencyRecord(
+        "body-1", '{"r": 1}', token="first", claimed_at=NOW, expires_at=NOW + 3600
+    )
     # Completed answers are kept past the lease, until the record expires.
     assert store.claim(claim_at(NOW + CLAIM_LEASE_SECONDS + 1, holder="late")) is not None
     assert store.claim(claim_at(first.expires_at, holder="expired")) is None
@@ -309,7 +318,9 @@ def test_a_lost_claim_stores_nothing_and_cannot_release_the_new_one(store: Sessi
     store.claim(takeover)
 
     with pytest.raises(IdempotencyKeyInUse):
-        store.append(SESSION, pair("a"), now=NOW, create=True, completes=(first, "{}"))
+        store.append(
+            SESSION, pair("a"), now=NOW, create=True, claimed_response=ClaimedResponse(first, "{}")
+        )
     store.release(first)
 
     assert store.load(SESSION.id, OWNER, NOW) is None

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from chat_api.clients import session_store_dependency
-from chat_api.deps import get_clock
+from chat_api.deps import get_clock, session_store_dependency
 from chat_api.main import create_app
-from chat_api.sessions.sqlite import SQLiteSessionStore
-from chat_api.sessions.store import SessionStore
+from chat_api.store.base import SessionStore
+from chat_api.store.sqlite import SQLiteSessionStore
 from tests.conftest import AppClient, Clock, Configure, authorized_client
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from chat_api.config import Settings
-from chat_api.sessions.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

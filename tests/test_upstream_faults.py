@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from chat_api.errors import retry_after_seconds
+from chat_api.services.upstream import retry_after_seconds
 from tests.conftest import AppClient, Configure
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat_api.errors import Failure, error_response, route_path
+from chat_api.errors import error_response, route_path
+from chat_api.exceptions import BodyTooLarge
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,6 +51,6 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send_unless_refused)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        failure = Failure(413, f"Request body is larger than the limit of {self.max_bytes} bytes.")
-        response = error_response(failure, route_path(scope))
+        error = BodyTooLarge(f"Request body is larger than the limit of {self.max_bytes} bytes.")
+        response = error_response(error, route_path(scope))
         await response(scope, receive, send)

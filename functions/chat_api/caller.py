@@ -12,16 +12,14 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, Request
+from chat_api.exceptions import ClientKeyRejected
 
-from chat_api.clients import key_source_dependency
-from chat_api.services.api_key import OpenAIKeySource
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
-
-class ClientKeyRejected(Exception):
-    """The request carries no client key, or not one of the configured keys."""
+    from chat_api.keys import KeySource
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ def presented_key(request: Request) -> str | None:
     return token.strip() or None
 
 
-def fingerprint(key: str) -> str:
+def key_digest(key: str) -> str:
     """A short, non-reversible id for a key (a prefix of its SHA-256)."""
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -78,9 +76,7 @@ def arrived_on_loopback(request: Request) -> bool:
         return False
 
 
-async def get_caller(
-    request: Request, key_source: Annotated[OpenAIKeySource, Depends(key_source_dependency)]
-) -> Caller:
+async def identify_caller(request: Request, key_source: KeySource) -> Caller:
     """Identify the caller, or raise `ClientKeyRejected` before anything costs money."""
     if key_id := api_gateway_key_id(request):
         return Caller(id=key_id)
@@ -90,4 +86,4 @@ async def get_caller(
     key = presented_key(request)
     if key is None or not matches_any(key, keys):
         raise ClientKeyRejected
-    return Caller(id=f"key-{fingerprint(key)}")
+    return Caller(id=f"key-{key_digest(key)}")

@@ -1,22 +1,22 @@
-"""Clients created once per warm container, lazily, and injected with `Depends`."""
+"""Clients created once per warm container, lazily; `deps` injects them with `Depends`."""
 
 from __future__ import annotations
 
 import logging
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 from openai import AsyncOpenAI
 
 from chat_api.config import get_settings
-from chat_api.services.api_key import OpenAIKeySource
+from chat_api.keys import KeySource
 
 if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-    from chat_api.sessions.store import SessionStore
+    from chat_api.store.base import SessionStore
 
 
 def _aws_config(max_attempts: int) -> Config:
@@ -45,9 +45,9 @@ def get_secrets_client() -> SecretsManagerClient:
 
 
 @cache
-def get_key_source() -> OpenAIKeySource:
-    """Where the OpenAI key comes from, with its cache."""
-    return OpenAIKeySource(get_settings(), secrets_client_factory=get_secrets_client)
+def get_key_source() -> KeySource:
+    """Where the OpenAI key and the client keys come from, with its cache."""
+    return KeySource(get_settings(), secrets_client_factory=get_secrets_client)
 
 
 @cache
@@ -63,14 +63,14 @@ def get_openai_client() -> AsyncOpenAI:
     )
 
 
-async def openai_client_dependency() -> AsyncOpenAI:
-    """`get_openai_client` for `Depends`: a coroutine, so FastAPI needs no worker thread."""
-    return get_openai_client()
+@lru_cache(maxsize=4)
+def get_openai_client_for_key(key: str) -> AsyncOpenAI:
+    """The OpenAI client sending `key`, made once per key and shared by every attempt using it.
 
-
-async def key_source_dependency() -> OpenAIKeySource:
-    """`get_key_source` for `Depends`: a coroutine, so FastAPI needs no worker thread."""
-    return get_key_source()
+    A copy per attempt cost more than the rest of the service's warm overhead. The copy shares
+    the client's connection pool; `asyncio.timeout` around the call cuts the attempt.
+    """
+    return get_openai_client().with_options(api_key=key, max_retries=0)
 
 
 @cache
@@ -87,21 +87,29 @@ def get_session_store() -> SessionStore:
     """DynamoDB when SESSIONS_TABLE is set (on AWS), else the SQLite file (local runs)."""
     settings = get_settings()
     if settings.sessions_table:
-        from chat_api.sessions.dynamodb import DynamoDBSessionStore
+        from chat_api.store.dynamodb import DynamoDBSessionStore
 
         return DynamoDBSessionStore(get_dynamodb_client(), settings.sessions_table)
-    from chat_api.sessions.sqlite import SQLiteSessionStore
+    from chat_api.store.sqlite import SQLiteSessionStore
 
     return SQLiteSessionStore(settings.sessions_db_path)
-
-
-async def session_store_dependency() -> SessionStore:
-    """`get_session_store` for `Depends`: a coroutine, so FastAPI needs no worker thread."""
-    return get_session_store()
 
 
 async def close_openai_client() -> None:
     """Close the OpenAI client's connections, if one was made (server shutdown)."""
     if get_openai_client.cache_info().currsize:
         await get_openai_client().close()
-        get_openai_client.cache_clear()
+    reset_clients()
+
+
+def reset_clients() -> None:
+    """Forget every client and the cached keys: the next use makes them anew from settings."""
+    for factory in (
+        get_openai_client,
+        get_openai_client_for_key,
+        get_key_source,
+        get_secrets_client,
+        get_dynamodb_client,
+        get_session_store,
+    ):
+        factory.cache_clear()

@@ -6,7 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -24,8 +24,10 @@ class Settings(BaseSettings):
     openai_api_key_secret_id: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
-    # Models a client may name on /v1/chat/completions; empty means only OPENAI_MODEL.
-    allowed_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Models a client may name on /v1/chat/completions; unset or empty means only OPENAI_MODEL.
+    allowed_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validate_default=True
+    )
     # The most completion tokens one /v1 call may ask for (and what it gets when it names none).
     max_completion_tokens: int = Field(default=4096, gt=0)
     # Each attempt is cut at this many seconds, and at the request's deadline, whichever is first.
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("allowed_models")
+    @classmethod
+    def _default_to_the_chat_model(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return value or [info.data.get("openai_model", cls.model_fields["openai_model"].default)]
+
     @model_validator(mode="after")
     def _refuse_wildcard_with_credentials(self) -> Settings:
         if self.cors_allow_credentials and "*" in self.cors_allow_origins:
@@ -74,11 +81,6 @@ class Settings(BaseSettings):
                 "List the allowed origins explicitly."
             )
         return self
-
-    @property
-    def models_allowed(self) -> list[str]:
-        """The models clients may name: ALLOWED_MODELS, or else just OPENAI_MODEL."""
-        return self.allowed_models or [self.openai_model]
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Dependencies as `Annotated` aliases: routes declare what they need, tests override it.
+"""Every dependency, as `Annotated` aliases: routes declare what they need, tests override it.
 
 Every dependency is a coroutine: FastAPI runs a plain `def` dependency in a worker thread, a
 thread hop on every request (bench/ measured it as most of the app's overhead over a bare
@@ -12,20 +12,15 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from openai import AsyncOpenAI
 
-from chat_api.caller import Caller, get_caller
-from chat_api.clients import (
-    key_source_dependency,
-    openai_client_dependency,
-    session_store_dependency,
-)
+from chat_api.caller import Caller, identify_caller
+from chat_api.clients import get_key_source, get_openai_client_for_key, get_session_store
 from chat_api.config import Settings, get_settings
+from chat_api.keys import KeySource
 from chat_api.request_log import STATE_KEY, RequestLog
-from chat_api.services.api_key import OpenAIKeySource
 from chat_api.services.chat import ChatTurn
 from chat_api.services.upstream import Deadline, Upstream
-from chat_api.sessions.store import SessionStore
+from chat_api.store.base import SessionStore
 
 
 async def settings_dependency() -> Settings:
@@ -33,9 +28,18 @@ async def settings_dependency() -> Settings:
     return get_settings()
 
 
+async def key_source_dependency() -> KeySource:
+    """Where the OpenAI key and the client keys come from."""
+    return get_key_source()
+
+
+async def session_store_dependency() -> SessionStore:
+    """The conversation store (DynamoDB or SQLite)."""
+    return get_session_store()
+
+
 SettingsDep = Annotated[Settings, Depends(settings_dependency)]
-OpenAIDep = Annotated[AsyncOpenAI, Depends(openai_client_dependency)]
-KeySourceDep = Annotated[OpenAIKeySource, Depends(key_source_dependency)]
+KeySourceDep = Annotated[KeySource, Depends(key_source_dependency)]
 StoreDep = Annotated[SessionStore, Depends(session_store_dependency)]
 
 
@@ -48,22 +52,23 @@ async def get_request_log(request: Request) -> RequestLog:
 RequestLogDep = Annotated[RequestLog, Depends(get_request_log)]
 
 
-async def get_upstream(
-    request: Request,
-    client: OpenAIDep,
-    keys: KeySourceDep,
-    settings: SettingsDep,
-    log: RequestLogDep,
-) -> Upstream:
-    """The OpenAI call path for this request, with its deadline (Mangum passes the context)."""
-    deadline = Deadline.for_request(settings, log.started_at, request.scope.get("aws.context"))
-    return Upstream(client, keys, settings, deadline, log)
-
-
-UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
+async def get_caller(request: Request, keys: KeySourceDep) -> Caller:
+    """Who is calling; `ClientKeyRejected` (401) before anything costs money."""
+    return await identify_caller(request, keys)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_upstream(
+    request: Request, keys: KeySourceDep, settings: SettingsDep, log: RequestLogDep
+) -> Upstream:
+    """The OpenAI call path for this request, with its deadline (Mangum passes the context)."""
+    deadline = Deadline.for_request(settings, log.started_at, request.scope.get("aws.context"))
+    return Upstream(get_openai_client_for_key, keys, settings, deadline, log)
+
+
+UpstreamDep = Annotated[Upstream, Depends(get_upstream)]
 
 
 async def get_clock() -> Callable[[], float]:

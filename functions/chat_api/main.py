@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.clients import close_openai_client
 from chat_api.config import Settings, get_settings
 from chat_api.errors import error_responses, register_error_handlers
 from chat_api.request_log import RequestLogMiddleware
-from chat_api.routes import chat, completions, health, sessions
+from chat_api.routes import api_router
 from chat_api.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def create_app() -> FastAPI:
         summary="A serverless chat API in front of OpenAI.",
         version="1.0.0",
         lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
         # "default" documents the error shape for any status, and stops FastAPI from declaring
         # its own 422 for validation errors (they are 400 here).
         responses={
@@ -42,10 +44,7 @@ def create_app() -> FastAPI:
             **error_responses(404, 405),
         },
     )
-    app.include_router(chat.router)
-    app.include_router(sessions.router)
-    app.include_router(completions.router)
-    app.include_router(health.router)
+    app.include_router(api_router)
     register_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_allow_origins:
@@ -61,6 +60,11 @@ def create_app() -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     _warn_if_open(settings)
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The route function's name (`chat`, `get_session`): what client generators name methods."""
+    return route.name
 
 
 def _warn_if_open(settings: Settings) -> None:

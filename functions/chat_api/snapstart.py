@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import random
 
-from chat_api.clients import (
-    get_dynamodb_client,
-    get_key_source,
-    get_openai_client,
-    get_secrets_client,
-    get_session_store,
-)
+from chat_api.clients import reset_clients
 
 
 def reset_after_restore() -> None:
     """Drop what a restored container must not share with its siblings."""
     # The clients hold connection pools and the key source the key from the secret; all were
     # made for the container that was snapshotted.
-    clients = (get_openai_client, get_secrets_client, get_dynamodb_client, get_session_store)
-    for factory in (*clients, get_key_source):
-        factory.cache_clear()
+    reset_clients()
     random.seed()
 
 

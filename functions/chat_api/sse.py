@@ -11,7 +11,8 @@ from contextlib import aclosing
 
 from fastapi.responses import StreamingResponse
 
-from chat_api.errors import Failure, describe_failure
+from chat_api.errors import as_service_error
+from chat_api.exceptions import ServiceError
 
 MEDIA_TYPE = "text/event-stream"
 # No proxy or browser cache may hold events back; nginx buffers unless told not to.
@@ -24,7 +25,7 @@ def sse_event(data: str, event: str | None = None) -> str:
 
 
 def sse_response(
-    events: AsyncGenerator[str], on_failure: Callable[[Failure], str]
+    events: AsyncGenerator[str], on_failure: Callable[[ServiceError], str]
 ) -> StreamingResponse:
     """Stream `events`; a failure midway becomes one last event from `on_failure`."""
 
@@ -35,6 +36,6 @@ def sse_response(
                     yield event
             # The status line is already sent: the failure can only be told in-band.
             except Exception as exc:
-                yield on_failure(describe_failure(exc))
+                yield on_failure(as_service_error(exc))
 
     return StreamingResponse(guarded(), media_type=MEDIA_TYPE, headers=HEADERS)

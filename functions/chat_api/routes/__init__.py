@@ -1,0 +1,13 @@
+"""Every route of the API, collected in one router for the app factory."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chat_api.routes import chat, completions, health, sessions
+
+api_router = APIRouter()
+api_router.include_router(chat.router)
+api_router.include_router(sessions.router)
+api_router.include_router(completions.router)
+api_router.include_router(health.router)

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from chat_api.caller import get_caller
-from chat_api.deps import CallerDep, ChatTurnDep
-from chat_api.errors import Failure, error_body, error_responses
+from chat_api.deps import CallerDep, ChatTurnDep, get_caller
+from chat_api.errors import error_body, error_responses
+from chat_api.exceptions import ServiceError
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, IdempotencyKey
 from chat_api.services.chat import TurnResult
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
@@ -76,5 +76,5 @@ async def _replayed_events(answer: ChatResponse) -> AsyncGenerator[str]:
     yield sse_event(answer.model_dump_json(), event="done")
 
 
-def _error_event(failure: Failure) -> str:
-    return sse_event(json.dumps(error_body(failure, openai_shape=False)), event="error")
+def _error_event(error: ServiceError) -> str:
+    return sse_event(json.dumps(error_body(error, openai_shape=False)), event="error")

@@ -9,17 +9,13 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Depends, Response
 from openai.types.chat import ChatCompletion
 
-from chat_api.caller import get_caller
 from chat_api.compat_schemas import ChatCompletionRequest, ModelList
-from chat_api.deps import SettingsDep, UpstreamDep
-from chat_api.errors import Failure, error_body, error_responses
+from chat_api.deps import SettingsDep, UpstreamDep, get_caller
+from chat_api.errors import error_body, error_responses
+from chat_api.exceptions import ServiceError
 from chat_api.schemas import OpenAIErrorResponse
-from chat_api.services.completions import (
-    create_completion,
-    list_models,
-    open_completion_stream,
-    relay_chunks,
-)
+from chat_api.services.completions import create_completion, list_models, open_completion_stream
+from chat_api.services.relay import relay_chunks
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
 if TYPE_CHECKING:
@@ -82,5 +78,5 @@ async def _chunk_events(
     yield sse_event("[DONE]")
 
 
-def _error_event(failure: Failure) -> str:
-    return sse_event(json.dumps(error_body(failure, openai_shape=True)))
+def _error_event(error: ServiceError) -> str:
+    return sse_event(json.dumps(error_body(error, openai_shape=True)))

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from chat_api.caller import get_caller
-from chat_api.deps import CallerDep, ClockDep, StoreDep
+from chat_api.deps import CallerDep, ClockDep, StoreDep, get_caller
 from chat_api.errors import error_responses
 from chat_api.schemas import SessionId, SessionResponse
 from chat_api.services.sessions import delete_session, read_session

@@ -8,15 +8,20 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from chat_api.errors import InvalidRequest, UpstreamInvalidResponse
+from chat_api.exceptions import (
+    InvalidRequest,
+    SessionNotFound,
+    StoreUnavailable,
+    UpstreamInvalidResponse,
+)
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, Usage
-from chat_api.services.completions import relay_chunks, to_usage
 from chat_api.services.idempotency import new_claim, replay
+from chat_api.services.relay import relay_chunks, to_usage
 from chat_api.services.sessions import new_session_id
-from chat_api.sessions.store import Message, Session, SessionNotFound, StoreUnavailable
+from chat_api.store.base import ClaimedResponse, Message, Session
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 
     from openai import AsyncStream
     from openai.types import CompletionUsage
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
     from chat_api.config import Settings
     from chat_api.request_log import RequestLog
     from chat_api.services.upstream import Upstream
-    from chat_api.sessions.store import IdempotencyClaim, SessionStore
+    from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, SessionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +56,12 @@ class PendingTurn:
 
     # None when the client keeps the conversation and nothing is stored.
     session: Session | None
-    keep: bool
-    create: bool
-    earlier: list[Message]
+    # Whether the turn is added to the session (`store`).
+    stored: bool
+    # A session made for this turn, stored with its history and the turn.
+    new_session: bool
+    history: list[Message]
+    # What is sent to OpenAI: the system prompt, the history that fits, the new message.
     messages: list[ChatCompletionMessageParam]
     started_at: float
     claim: IdempotencyClaim | None
@@ -166,11 +174,11 @@ class ChatTurn:
         self, request: ChatRequest, caller: str, idempotency_key: str | None = None
     ) -> TurnResult:
         """Answer one message; with an idempotency key, at most once per key and body."""
-        pending = await self._begin(request, caller, idempotency_key)
-        if isinstance(pending, TurnResult):
-            return pending
+        started = await self._start(request, caller, idempotency_key, self._complete)
+        if isinstance(started, TurnResult):
+            return started
+        pending, answer = started
         async with self._releasing_on_failure(pending):
-            answer = await complete_chat(self.upstream, self.settings, pending.messages)
             return TurnResult(await self._store(pending, request, answer))
 
     async def stream(
@@ -180,12 +188,94 @@ class ChatTurn:
 
         Failures before the stream opens raise here; later ones end the generator.
         """
-        pending = await self._begin(request, caller, idempotency_key)
-        if isinstance(pending, TurnResult):
-            return pending
-        async with self._releasing_on_failure(pending):
-            chunks = await open_chat_stream(self.upstream, self.settings, pending.messages)
+        started = await self._start(request, caller, idempotency_key, self._open_stream)
+        if isinstance(started, TurnResult):
+            return started
+        pending, chunks = started
         return self._relay(pending, request, chunks)
+
+    async def _complete(self, messages: list[ChatCompletionMessageParam]) -> Answer:
+        return await complete_chat(self.upstream, self.settings, messages)
+
+    async def _open_stream(
+        self, messages: list[ChatCompletionMessageParam]
+    ) -> AsyncStream[ChatCompletionChunk]:
+        return await open_chat_stream(self.upstream, self.settings, messages)
+
+    async def _start[T](
+        self,
+        request: ChatRequest,
+        caller: str,
+        idempotency_key: str | None,
+        ask_openai: Callable[[list[ChatCompletionMessageParam]], Awaitable[T]],
+    ) -> tuple[PendingTurn, T] | TurnResult:
+        """Claim the key (or replay its answer), open the conversation, then ask OpenAI."""
+        now = self.clock()
+        claim = None
+        if idempotency_key is not None:
+            claim = new_claim(caller, idempotency_key, request, now)
+            held = await self._claim(request, claim)
+            if held is not None:
+                return TurnResult(replay(held, claim), replayed=True)
+        try:
+            pending = await self._open_conversation(request, caller, claim, now)
+        except Exception:
+            await self._release(claim)
+            raise
+        async with self._releasing_on_failure(pending):
+            return pending, await ask_openai(pending.messages)
+
+    async def _claim(
+        self, request: ChatRequest, claim: IdempotencyClaim
+    ) -> IdempotencyRecord | None:
+        """Take the idempotency key for this request, or the record of the one that holds it."""
+        if request.store is False:
+            raise InvalidRequest(
+                "An Idempotency-Key needs its answer kept on the server: "
+                'send it without "store": false.',
+                param="store",
+            )
+        return await asyncio.to_thread(self.store.claim, claim)
+
+    async def _open_conversation(
+        self, request: ChatRequest, caller: str, claim: IdempotencyClaim | None, now: float
+    ) -> PendingTurn:
+        """Load the session (or make a new one, if kept) and fit the context sent to OpenAI."""
+        settings = self.settings
+        stored = _keeps_conversation(request, claim)
+        session: Session | None = None
+        if request.session_id is not None:
+            conversation = await asyncio.to_thread(
+                self.store.load, request.session_id, caller, now, settings.context_max_messages - 1
+            )
+            if conversation is None:
+                raise SessionNotFound
+            session, history = conversation.session, conversation.messages
+        else:
+            history = [Message(turn.role, turn.content, now) for turn in request.history]
+            if stored:
+                session = Session(
+                    id=new_session_id(),
+                    owner=caller,
+                    created_at=now,
+                    expires_at=now + settings.session_ttl_seconds,
+                )
+        messages = fit_context(
+            settings.system_prompt,
+            history,
+            request.message,
+            max_messages=settings.context_max_messages,
+            max_chars=settings.context_max_chars,
+        )
+        return PendingTurn(
+            session=session,
+            stored=stored,
+            new_session=request.session_id is None,
+            history=history,
+            messages=messages,
+            started_at=now,
+            claim=claim,
+        )
 
     async def _relay(
         self, pending: PendingTurn, request: ChatRequest, chunks: AsyncStream[ChatCompletionChunk]
@@ -197,81 +287,19 @@ class ChatTurn:
                 else:
                     yield item
 
-    async def _begin(
-        self, request: ChatRequest, caller: str, idempotency_key: str | None
-    ) -> PendingTurn | TurnResult:
-        """Claim the idempotency key (or replay its answer), then load or open the session."""
-        now = self.clock()
-        claim = None
-        if idempotency_key is not None and request.store is False:
-            raise InvalidRequest(
-                "An Idempotency-Key needs its answer kept on the server: "
-                'send it without "store": false.',
-                param="store",
-            )
-        if idempotency_key is not None:
-            claim = new_claim(caller, idempotency_key, request, now)
-            held = await asyncio.to_thread(self.store.claim, claim)
-            if held is not None:
-                return TurnResult(replay(held, claim), replayed=True)
-        settings = self.settings
-        try:
-            session: Session | None
-            if request.session_id is None and not _keeps_conversation(request, claim):
-                session = None
-                earlier = [Message(turn.role, turn.content, now) for turn in request.history]
-            elif request.session_id is None:
-                session = Session(
-                    id=new_session_id(),
-                    owner=caller,
-                    created_at=now,
-                    expires_at=now + settings.session_ttl_seconds,
-                )
-                earlier = [Message(turn.role, turn.content, now) for turn in request.history]
-            else:
-                conversation = await asyncio.to_thread(
-                    self.store.load,
-                    request.session_id,
-                    caller,
-                    now,
-                    settings.context_max_messages - 1,
-                )
-                if conversation is None:
-                    raise SessionNotFound
-                session, earlier = conversation.session, conversation.messages
-        except Exception:
-            await self._release(claim)
-            raise
-        messages = fit_context(
-            settings.system_prompt,
-            earlier,
-            request.message,
-            max_messages=settings.context_max_messages,
-            max_chars=settings.context_max_chars,
-        )
-        return PendingTurn(
-            session=session,
-            keep=_keeps_conversation(request, claim),
-            create=request.session_id is None,
-            earlier=earlier,
-            messages=messages,
-            started_at=now,
-            claim=claim,
-        )
-
     async def _store(
         self, pending: PendingTurn, request: ChatRequest, answer: Answer
     ) -> ChatResponse:
         """Store the user's message and the answer (with the key's answer) if kept; return it."""
         answered_at = self.clock()
+        session = pending.session
         response = ChatResponse(
             response=answer.content,
             model=answer.model,
             usage=answer.usage,
-            session_id=pending.session.id if pending.session else None,
+            session_id=session.id if session else None,
         )
-        session = pending.session
-        if session is None or not pending.keep:
+        if session is None or not pending.stored:
             return response
         turn = [
             Message("user", request.message, pending.started_at),
@@ -281,10 +309,12 @@ class ChatTurn:
         await asyncio.to_thread(
             lambda: self.store.append(
                 session,
-                [*pending.earlier, *turn] if pending.create else turn,
+                [*pending.history, *turn] if pending.new_session else turn,
                 now=answered_at,
-                create=pending.create,
-                completes=None if claim is None else (claim, response.model_dump_json()),
+                create=pending.new_session,
+                claimed_response=None
+                if claim is None
+                else ClaimedResponse(claim, response.model_dump_json()),
             )
         )
         return response

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-import openai
 from openai.types import Model
 
 from chat_api.compat_schemas import ModelList
-from chat_api.errors import InvalidRequest, UpstreamInvalidResponse
-from chat_api.schemas import Usage
+from chat_api.exceptions import InvalidRequest, UpstreamRejectedRequest
+from chat_api.services.relay import to_usage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Iterator
 
     from openai import AsyncOpenAI, AsyncStream
-    from openai.types import CompletionUsage
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     from chat_api.compat_schemas import ChatCompletionRequest
     from chat_api.config import Settings
-    from chat_api.request_log import RequestLog
     from chat_api.services.upstream import Upstream
 
 
@@ -31,17 +27,17 @@ def list_models(settings: Settings) -> ModelList:
     return ModelList(
         data=[
             Model(id=model, object="model", created=0, owned_by="system")
-            for model in settings.models_allowed
+            for model in settings.allowed_models
         ]
     )
 
 
 def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[str, Any]:
     """The parameters sent to OpenAI, or `InvalidRequest` if configuration does not allow them."""
-    if request.model not in settings.models_allowed:
+    if request.model not in settings.allowed_models:
         raise InvalidRequest(
             f"The model '{request.model}' is not available on this service; "
-            f"allowed: {', '.join(settings.models_allowed)}.",
+            f"allowed: {', '.join(settings.allowed_models)}.",
             param="model",
             code="model_not_allowed",
         )
@@ -101,40 +97,10 @@ def _refusal_is_the_clients() -> Iterator[None]:
     """OpenAI's 400 for a request the client composed is the client's 400, not a 502."""
     try:
         yield
-    except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+    except UpstreamRejectedRequest as exc:
         # Its text is not forwarded: it can quote the request.
         raise InvalidRequest(
             "OpenAI refused the request as invalid "
             "(for example, too long for the model's context window).",
             code="upstream_rejected",
         ) from exc
-
-
-async def relay_chunks(
-    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
-) -> AsyncIterator[ChatCompletionChunk]:
-    """The stream's chunks; raises if it breaks off or ends before a choice finished."""
-    finished = False
-    async with stream:
-        try:
-            async for chunk in stream:
-                finished = finished or any(choice.finish_reason for choice in chunk.choices)
-                log.model = chunk.model or log.model
-                log.usage = to_usage(chunk.usage) or log.usage
-                yield chunk
-        except json.JSONDecodeError as exc:
-            raise UpstreamInvalidResponse("OpenAI sent a malformed stream chunk.") from exc
-    if not finished:
-        # A clean close before the last chunk: the answer is cut short, say so.
-        raise UpstreamInvalidResponse("OpenAI's stream ended before the answer finished.")
-
-
-def to_usage(usage: CompletionUsage | None) -> Usage | None:
-    """OpenAI's token counts in the service's own shape."""
-    if usage is None:
-        return None
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )

@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from chat_api.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused
 from chat_api.schemas import ChatRequest, ChatResponse
-from chat_api.sessions.store import IdempotencyClaim, IdempotencyKeyInUse, IdempotencyRecord
+from chat_api.store.base import IdempotencyClaim, IdempotencyRecord
 
 # How long a key's answer is kept for retries (clients retry within minutes; a day is ample).
 IDEMPOTENCY_TTL_SECONDS = 86_400
-
-
-class IdempotencyKeyReused(Exception):
-    """The key was already used with a different request body."""
 
 
 def new_claim(caller: str, key: str, request: ChatRequest, now: float) -> IdempotencyClaim:

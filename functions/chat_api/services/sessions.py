@@ -7,11 +7,11 @@ import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from chat_api.exceptions import SessionNotFound
 from chat_api.schemas import SessionResponse, StoredMessage
-from chat_api.sessions.store import SessionNotFound
 
 if TYPE_CHECKING:
-    from chat_api.sessions.store import SessionStore
+    from chat_api.store.base import SessionStore
 
 
 def new_session_id() -> str:

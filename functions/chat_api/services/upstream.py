@@ -4,31 +4,42 @@ The SDK's own retries are off (`max_retries=0` on the client) and this loop owns
 knows no overall deadline (each retry gets a full timeout) and sleeps through a `Retry-After`
 of up to a minute, long past API Gateway's 29 s. Here each attempt is cut at the time left,
 a wait is taken only when another attempt still fits after it, and a key rotated in Secrets
-Manager is picked up on the first 401.
+Manager is picked up on the first 401. What finally fails leaves as a `ServiceError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import random
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 import openai
 
-from chat_api.errors import DeadlineExceeded, UpstreamInvalidResponse, retry_after_seconds
+from chat_api.backoff import jittered_backoff
+from chat_api.exceptions import (
+    DeadlineExceeded,
+    ServiceError,
+    UpstreamError,
+    UpstreamInvalidResponse,
+    UpstreamKeyRejected,
+    UpstreamQuotaExhausted,
+    UpstreamRateLimited,
+    UpstreamRejectedRequest,
+    UpstreamUnreachable,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from openai import AsyncOpenAI
 
     from chat_api.config import Settings
+    from chat_api.keys import KeySource
     from chat_api.request_log import RequestLog
-    from chat_api.services.api_key import OpenAIKeySource
 
 # No attempt starts with less time than this left: it could not finish anyway.
 MIN_ATTEMPT_SECONDS = 0.5
@@ -69,13 +80,13 @@ class Upstream:
 
     def __init__(
         self,
-        client: AsyncOpenAI,
-        keys: OpenAIKeySource,
+        client_for_key: Callable[[str], AsyncOpenAI],
+        keys: KeySource,
         settings: Settings,
         deadline: Deadline,
         log: RequestLog,
     ) -> None:
-        self._client = client
+        self._client_for_key = client_for_key
         self._keys = keys
         self._settings = settings
         self._deadline = deadline
@@ -83,19 +94,25 @@ class Upstream:
 
     async def call[T](self, operation: Callable[[AsyncOpenAI], Awaitable[T]]) -> T:
         """Run `operation` on a client set up for one attempt, retrying what is worth it."""
+        try:
+            return await self._attempts(operation)
+        except (openai.OpenAIError, TimeoutError) as exc:
+            raise upstream_failure(exc) from exc
+
+    async def _attempts[T](self, operation: Callable[[AsyncOpenAI], Awaitable[T]]) -> T:
         retries = 0
         rotated = False
         while True:
             budget = min(self._settings.openai_timeout_seconds, self._deadline.remaining())
             if budget < MIN_ATTEMPT_SECONDS:
-                raise DeadlineExceeded("No time left for a call to OpenAI.")
+                raise DeadlineExceeded  # too little time left for another attempt
             key = ""
             try:
                 # The key fetch shares the attempt's budget: a slow Secrets Manager counts too.
                 async with asyncio.timeout(budget):
                     key = await self._keys()
                     self.log.upstream_attempts += 1
-                    return await operation(_client_with_key(self._client, key))
+                    return await operation(self._client_for_key(key))
             except openai.AuthenticationError:
                 self.log.upstream_errors += 1
                 if rotated or not self._keys.from_secret:
@@ -116,19 +133,41 @@ class Upstream:
                     or retries >= self._settings.openai_max_retries
                     or self._deadline.remaining() - wait < MIN_ATTEMPT_SECONDS
                 ):
-                    if isinstance(exc, TimeoutError | openai.APITimeoutError):
-                        raise DeadlineExceeded("OpenAI did not answer in time.") from exc
                     raise
                 retries += 1
                 await asyncio.sleep(wait)
 
 
-@lru_cache(maxsize=4)
-def _client_with_key(client: AsyncOpenAI, key: str) -> AsyncOpenAI:
-    """`client` sending `key`, made once per key and shared by every attempt that uses it."""
-    # A copy per attempt cost more than the rest of the service's warm overhead. The copy
-    # shares the client's connection pool; `asyncio.timeout` around the call cuts the attempt.
-    return client.with_options(api_key=key, max_retries=0)
+def upstream_failure(exc: Exception) -> ServiceError:
+    """An OpenAI call's failure in the service's own words (OpenAI's text may quote keys)."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, TimeoutError | openai.APITimeoutError):
+        return DeadlineExceeded()
+    if isinstance(exc, openai.RateLimitError) and exc.code == "insufficient_quota":
+        return UpstreamQuotaExhausted()
+    if isinstance(exc, openai.RateLimitError):
+        return UpstreamRateLimited(retry_after=retry_after_seconds(exc.response.headers) or 0)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return UpstreamKeyRejected()
+    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+        return UpstreamRejectedRequest(f"OpenAI returned an error (HTTP {exc.status_code}).")
+    if isinstance(exc, openai.APIStatusError):
+        return UpstreamError(f"OpenAI returned an error (HTTP {exc.status_code}).")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamUnreachable()
+    return UpstreamError()
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """OpenAI's wait hint: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    with contextlib.suppress(KeyError, ValueError):
+        return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    with contextlib.suppress(KeyError, ValueError):
+        return max(0.0, float(headers["retry-after"]))
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return max(0.0, parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time())
+    return None
 
 
 def _retry_delay(exc: Exception, retries: int) -> float | None:
@@ -142,4 +181,4 @@ def _retry_delay(exc: Exception, retries: int) -> float | None:
         if hinted is not None:
             return hinted
     # Full jitter: concurrent requests that failed together do not retry together.
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2**retries))  # noqa: S311
+    return jittered_backoff(retries, first=BACKOFF_FIRST_SECONDS, cap=BACKOFF_CAP_SECONDS)

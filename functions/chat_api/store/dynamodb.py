@@ -13,24 +13,24 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chat_api.sessions.store import (
-    CLAIM_LEASE_SECONDS,
+from chat_api.backoff import jittered_backoff
+from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
+from chat_api.store.base import (
+    ClaimedResponse,
     Conversation,
     IdempotencyClaim,
-    IdempotencyKeyInUse,
     IdempotencyRecord,
     Message,
     Role,
     Session,
-    SessionNotFound,
-    StoreUnavailable,
+    holds_key,
+    is_live,
 )
 
 if TYPE_CHECKING:
@@ -84,16 +84,14 @@ class DynamoDBSessionStore:
                     ConsistentRead=True,
                 )["Items"]
         header = next((item for item in items if item[SORT_KEY]["S"] == HEADER_SORT_KEY), None)
-        if header is None or _live(header, owner, now) is None:
+        session = _live_session(session_id, header, owner, now)
+        if session is None:
             return None
         messages = sorted(
             (item for item in items if item[SORT_KEY]["S"].startswith(MESSAGE_PREFIX)),
             key=lambda item: item[SORT_KEY]["S"],
         )
-        return Conversation(
-            session=_session_from(session_id, header),
-            messages=[_message_from(item) for item in messages],
-        )
+        return Conversation(session=session, messages=[_message_from(item) for item in messages])
 
     def append(
         self,
@@ -102,33 +100,26 @@ class DynamoDBSessionStore:
         *,
         now: float,
         create: bool,
-        completes: tuple[IdempotencyClaim, str] | None = None,
+        claimed_response: ClaimedResponse | None = None,
     ) -> None:
         """Add messages after every stored one, together and atomically (see SessionStore)."""
-        if create:
-            position = None
-        else:
-            with _store_errors("GetItem"):
-                header = self._client.get_item(
-                    TableName=self._table, Key=_header_key(session.id), ConsistentRead=True
-                ).get("Item")
-            position = _live(header, session.owner, now)
-            if position is None:
-                raise SessionNotFound
+        position = None if create else self._message_count(session, now, self._header(session.id))
         for attempt in range(WRITE_ATTEMPTS):
-            writes = [self._header_write(session, len(messages), now, position)]
+            writes = [self._header_write(session, len(messages), position)]
             writes += self._message_writes(session, messages, position or 0)
-            if completes is not None:
-                writes.append(self._complete_claim(*completes))
+            if claimed_response is not None:
+                writes.append(self._complete_claim(claimed_response))
             reasons = self._transact(writes)
             if reasons is None:
                 return
             if reasons[0].get("Code") == "ConditionalCheckFailed":
                 # Another turn took the position first (or the session is gone): go after it.
-                position = None if create else _live(reasons[0].get("Item"), session.owner, now)
-                if position is None:
+                if create:
                     raise SessionNotFound
-            elif completes is not None and reasons[-1].get("Code") == "ConditionalCheckFailed":
+                position = self._message_count(session, now, reasons[0].get("Item"))
+            elif (
+                claimed_response is not None and reasons[-1].get("Code") == "ConditionalCheckFailed"
+            ):
                 raise IdempotencyKeyInUse
             elif not any(reason.get("Code") == "TransactionConflict" for reason in reasons):
                 logger.warning("DynamoDB cancelled a turn: %s", [r.get("Code") for r in reasons])
@@ -138,11 +129,7 @@ class DynamoDBSessionStore:
 
     def delete(self, session_id: str, owner: str, now: float) -> bool:
         """Remove the session and its messages; False unless it was live and owned."""
-        with _store_errors("GetItem"):
-            header = self._client.get_item(
-                TableName=self._table, Key=_header_key(session_id), ConsistentRead=True
-            ).get("Item")
-        if _live(header, owner, now) is None:
+        if _live_session(session_id, self._header(session_id), owner, now) is None:
             return False
         # Messages first, header last: a delete that fails half-way leaves the session
         # readable, and repeating the request finishes it.
@@ -166,32 +153,34 @@ class DynamoDBSessionStore:
             "claimed_at": {"N": repr(claim.claimed_at)},
             TTL_ATTRIBUTE: {"N": str(_ttl(claim.expires_at))},
         }
-        try:
-            with _store_errors("PutItem", passing="ConditionalCheckFailedException"):
-                self._client.put_item(
+        for attempt in range(WRITE_ATTEMPTS):
+            with _store_errors("GetItem"):
+                found = self._client.get_item(
                     TableName=self._table,
-                    Item=item,
-                    ConditionExpression=(
-                        "attribute_not_exists(pk) OR expires_at <= :now"
-                        " OR (attribute_not_exists(#response) AND claimed_at <= :stale)"
-                    ),
-                    ExpressionAttributeNames={"#response": "response"},
-                    ExpressionAttributeValues={
-                        ":now": {"N": repr(claim.claimed_at)},
-                        ":stale": {"N": repr(claim.claimed_at - CLAIM_LEASE_SECONDS)},
-                    },
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-        except ClientError as exc:
-            held = cast("Item", exc.response.get("Item") or {})
-            if "fingerprint" not in held:
-                raise StoreUnavailable("DynamoDB returned no record for a held key.") from exc
-            response = held.get("response")
-            return IdempotencyRecord(
-                fingerprint=held["fingerprint"]["S"],
-                response=response["S"] if response else None,
+                    Key=_idempotency_key(claim.record_id),
+                    ConsistentRead=True,
+                ).get("Item")
+            held = _record_from(found) if found else None
+            if held is not None and holds_key(held, claim.claimed_at):
+                return held
+            # Take the key only if the record is still the one read: absent, or the same token.
+            condition: dict[str, Any] = (
+                {"ConditionExpression": "attribute_not_exists(pk)"}
+                if held is None
+                else {
+                    "ConditionExpression": "#token = :token",
+                    "ExpressionAttributeNames": {"#token": "token"},
+                    "ExpressionAttributeValues": {":token": {"S": held.token}},
+                }
             )
-        return None
+            try:
+                with _store_errors("PutItem", passing="ConditionalCheckFailedException"):
+                    self._client.put_item(TableName=self._table, Item=item, **condition)
+            except ClientError:
+                _back_off(attempt)  # another request took it first: read what it holds
+                continue
+            return None
+        raise StoreUnavailable("Too many requests raced for one idempotency key.")
 
     def release(self, claim: IdempotencyClaim) -> None:
         """Give the key up (the request failed), unless another request has taken it over."""
@@ -207,10 +196,26 @@ class DynamoDBSessionStore:
         except ClientError:
             pass  # another request took the key over: it is theirs to keep
 
+    def _header(self, session_id: str) -> Item | None:
+        with _store_errors("GetItem"):
+            return self._client.get_item(
+                TableName=self._table, Key=_header_key(session_id), ConsistentRead=True
+            ).get("Item")
+
+    def _message_count(self, session: Session, now: float, header: Item | None) -> int:
+        """How many messages the header counts; SessionNotFound unless the session is live."""
+        if header is None or _live_session(session.id, header, session.owner, now) is None:
+            raise SessionNotFound
+        return int(header["message_count"]["N"])
+
     def _header_write(
-        self, session: Session, added: int, now: float, position: int | None
+        self, session: Session, added: int, position: int | None
     ) -> TransactWriteItemTypeDef:
-        """Create the header (position None), or move its count on if it is still `position`."""
+        """Create the header (position None), or move its count on if it is still `position`.
+
+        The owner and expiry of a header never change, and ids are never reused: a count that
+        is still the one read means the header is the one `is_live` accepted.
+        """
         if position is None:
             item: Item = {
                 **_header_key(session.id),
@@ -231,13 +236,8 @@ class DynamoDBSessionStore:
                 "TableName": self._table,
                 "Key": _header_key(session.id),
                 "UpdateExpression": "SET message_count = :next",
-                "ConditionExpression": (
-                    "#owner = :owner AND expires_at > :now AND message_count = :count"
-                ),
-                "ExpressionAttributeNames": {"#owner": "owner"},
+                "ConditionExpression": "message_count = :count",
                 "ExpressionAttributeValues": {
-                    ":owner": {"S": session.owner},
-                    ":now": {"N": repr(now)},
                     ":count": {"N": str(position)},
                     ":next": {"N": str(position + added)},
                 },
@@ -263,17 +263,17 @@ class DynamoDBSessionStore:
             writes.append({"Put": {"TableName": self._table, "Item": item}})
         return writes
 
-    def _complete_claim(self, claim: IdempotencyClaim, response: str) -> TransactWriteItemTypeDef:
+    def _complete_claim(self, claimed: ClaimedResponse) -> TransactWriteItemTypeDef:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": _idempotency_key(claim.record_id),
+                "Key": _idempotency_key(claimed.claim.record_id),
                 "UpdateExpression": "SET #response = :response",
                 "ConditionExpression": "#token = :token",
                 "ExpressionAttributeNames": {"#response": "response", "#token": "token"},
                 "ExpressionAttributeValues": {
-                    ":response": {"S": response},
-                    ":token": {"S": claim.token},
+                    ":response": {"S": claimed.response},
+                    ":token": {"S": claimed.claim.token},
                 },
             }
         }
@@ -335,8 +335,8 @@ def _store_errors(operation: str, passing: str | None = None) -> Iterator[None]:
 
 
 def _back_off(attempt: int) -> None:
-    """Full jitter, capped: all attempts together stay well under a second."""
-    time.sleep(random.uniform(0, min(0.1, 0.005 * 2**attempt)))  # noqa: S311 (not a secret)
+    """Capped so that all attempts together stay well under a second."""
+    time.sleep(jittered_backoff(attempt, first=0.005, cap=0.1))
 
 
 def _header_key(session_id: str) -> Item:
@@ -350,25 +350,33 @@ def _idempotency_key(record_id: str) -> Item:
     }
 
 
-def _live(header: Item | None, owner: str, now: float) -> int | None:
-    """The header's message count if the session is live and the owner's, else None."""
-    if not header or header["owner"]["S"] != owner or float(header[TTL_ATTRIBUTE]["N"]) <= now:
+def _live_session(session_id: str, header: Item | None, owner: str, now: float) -> Session | None:
+    """The header's session if `is_live` accepts it for `owner`, else None."""
+    if not header:
         return None
-    return int(header["message_count"]["N"])
-
-
-def _ttl(expires_at: float) -> int:
-    """DynamoDB's TTL reads whole epoch seconds."""
-    return math.ceil(expires_at)
-
-
-def _session_from(session_id: str, header: Item) -> Session:
-    return Session(
+    session = Session(
         id=session_id,
         owner=header["owner"]["S"],
         created_at=float(header["created_at"]["N"]),
         expires_at=float(header[TTL_ATTRIBUTE]["N"]),
     )
+    return session if is_live(session, owner, now) else None
+
+
+def _record_from(item: Item) -> IdempotencyRecord:
+    response = item.get("response")
+    return IdempotencyRecord(
+        fingerprint=item["fingerprint"]["S"],
+        response=response["S"] if response else None,
+        token=item["token"]["S"],
+        claimed_at=float(item["claimed_at"]["N"]),
+        expires_at=float(item[TTL_ATTRIBUTE]["N"]),
+    )
+
+
+def _ttl(expires_at: float) -> int:
+    """DynamoDB's TTL reads whole epoch seconds."""
+    return math.ceil(expires_at)
 
 
 def _message_from(item: Item) -> Message:

@@ -1,6 +1,8 @@
-"""The conversation store: what both implementations (DynamoDB, SQLite) promise.
+"""The conversation store: what both implementations (DynamoDB, SQLite) promise, and the rules.
 
-Times are epoch seconds passed in by the caller, so the stores read no clock of their own.
+Times are epoch seconds passed in by the caller, so the stores read no clock of their own. The
+rules (who owns a session, when it and an idempotency claim expire) are written here once;
+the two stores only read and write, and apply these functions to what they read.
 """
 
 from __future__ import annotations
@@ -16,18 +18,6 @@ Role = Literal["user", "assistant"]
 # A claim older than this belongs to a request that died (the function times out at 28 s):
 # another request with the same key may take it over.
 CLAIM_LEASE_SECONDS = 60.0
-
-
-class SessionNotFound(Exception):
-    """No such session for this caller: never created, deleted, expired, or another caller's."""
-
-
-class StoreUnavailable(Exception):
-    """The store failed (throttled, unreachable, locked); the same request may succeed later."""
-
-
-class IdempotencyKeyInUse(Exception):
-    """Another request holds this idempotency key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +68,32 @@ class IdempotencyRecord:
 
     fingerprint: str
     response: str | None
+    token: str
+    claimed_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedResponse:
+    """The answer of the request that holds `claim`, stored with its turn."""
+
+    claim: IdempotencyClaim
+    response: str
+
+
+def is_live(session: Session, owner: str, now: float) -> bool:
+    """Whether `owner` may use the session at `now`: theirs, and not yet expired."""
+    return session.owner == owner and now < session.expires_at
+
+
+def holds_key(record: IdempotencyRecord, now: float) -> bool:
+    """Whether the record still holds its key at `now`: answered, or claimed within the lease.
+
+    An expired record, or a claim whose request died without answering, frees the key.
+    """
+    if now >= record.expires_at:
+        return False
+    return record.response is not None or now - record.claimed_at < CLAIM_LEASE_SECONDS
 
 
 class SessionStore(Protocol):
@@ -96,12 +112,12 @@ class SessionStore(Protocol):
         *,
         now: float,
         create: bool,
-        completes: tuple[IdempotencyClaim, str] | None = None,
+        claimed_response: ClaimedResponse | None = None,
     ) -> None:
         """Add messages after every stored one, together and atomically.
 
-        `create` stores the session first. `completes` records the response for the claim in
-        the same write, so a retried request can never store its turn twice. Raises
+        `create` stores the session first. `claimed_response` records the response for its
+        claim in the same write, so a retried request can never store its turn twice. Raises
         SessionNotFound if the session is gone, IdempotencyKeyInUse if the claim was lost.
         """
         ...

@@ -12,17 +12,17 @@ import sqlite3
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, cast
 
-from chat_api.sessions.store import (
-    CLAIM_LEASE_SECONDS,
+from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
+from chat_api.store.base import (
+    ClaimedResponse,
     Conversation,
     IdempotencyClaim,
-    IdempotencyKeyInUse,
     IdempotencyRecord,
     Message,
     Role,
     Session,
-    SessionNotFound,
-    StoreUnavailable,
+    holds_key,
+    is_live,
 )
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class SQLiteSessionStore:
         *,
         now: float,
         create: bool,
-        completes: tuple[IdempotencyClaim, str] | None = None,
+        claimed_response: ClaimedResponse | None = None,
     ) -> None:
         """Add messages after every stored one, together and atomically (see SessionStore)."""
         with self._transaction() as db:
@@ -110,11 +110,11 @@ class SQLiteSessionStore:
                 )
             elif _live_session(db, session.id, session.owner, now) is None:
                 raise SessionNotFound
-            if completes is not None:
-                claim, response = completes
+            if claimed_response is not None:
+                claim = claimed_response.claim
                 updated = db.execute(
                     "UPDATE idempotency SET response = ? WHERE id = ? AND token = ?",
-                    (response, claim.record_id, claim.token),
+                    (claimed_response.response, claim.record_id, claim.token),
                 )
                 if updated.rowcount != 1:
                     raise IdempotencyKeyInUse
@@ -135,13 +135,14 @@ class SQLiteSessionStore:
     def claim(self, claim: IdempotencyClaim) -> IdempotencyRecord | None:
         """Take the key for this request (None), or return the live record that holds it."""
         with self._transaction() as db:
-            held = db.execute(
-                "SELECT fingerprint, response FROM idempotency WHERE id = ? AND expires_at > ?"
-                " AND (response IS NOT NULL OR claimed_at > ?)",
-                (claim.record_id, claim.claimed_at, claim.claimed_at - CLAIM_LEASE_SECONDS),
+            row = db.execute(
+                "SELECT fingerprint, response, token, claimed_at, expires_at FROM idempotency"
+                " WHERE id = ?",
+                (claim.record_id,),
             ).fetchone()
-            if held is not None:
-                return IdempotencyRecord(fingerprint=held[0], response=held[1])
+            held = IdempotencyRecord(*row) if row is not None else None
+            if held is not None and holds_key(held, claim.claimed_at):
+                return held
             db.execute(
                 "INSERT OR REPLACE INTO idempotency"
                 " (id, fingerprint, token, claimed_at, expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -197,16 +198,16 @@ def _live_session(
     db: sqlite3.Connection, session_id: str, owner: str, now: float
 ) -> Session | None:
     row = db.execute(
-        "SELECT created_at, expires_at FROM sessions WHERE id = ? AND owner = ? AND expires_at > ?",
-        (session_id, owner, now),
+        "SELECT owner, created_at, expires_at FROM sessions WHERE id = ?", (session_id,)
     ).fetchone()
     if row is None:
         return None
-    return Session(id=session_id, owner=owner, created_at=row[0], expires_at=row[1])
+    session = Session(session_id, *row)
+    return session if is_live(session, owner, now) else None
 
 
 def _purge_expired(db: sqlite3.Connection, now: float) -> None:
-    """Drop what has expired; DynamoDB's TTL does this on AWS."""
+    """Drop what has expired, as DynamoDB's TTL does on AWS (the rules refuse it already)."""
     db.execute(
         "DELETE FROM messages WHERE session_id IN (SELECT id FROM sessions WHERE expires_at <= ?)",
         (now,),

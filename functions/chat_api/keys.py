@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chat_api.backoff import backoff_cap
+from chat_api.exceptions import KeyUnavailable
+
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
@@ -31,14 +34,6 @@ FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
 
 
-class OpenAIKeyUnavailable(Exception):
-    """No usable OpenAI key: none is configured, or its secret cannot be read."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 @dataclass(frozen=True)
 class SecretValues:
     """What the secret holds; empty where it holds nothing."""
@@ -47,7 +42,7 @@ class SecretValues:
     client_api_keys: tuple[str, ...]
 
 
-class OpenAIKeySource:
+class KeySource:
     """Async callable that gives the OpenAI key for the next request.
 
     `OPENAI_API_KEY` wins when set. Otherwise the secret named by `OPENAI_API_KEY_SECRET_ID`
@@ -83,7 +78,7 @@ class OpenAIKeySource:
         if self._settings.openai_api_key is not None:
             return self._settings.openai_api_key.get_secret_value()
         if not self._settings.openai_api_key_secret_id:
-            raise OpenAIKeyUnavailable(
+            raise KeyUnavailable(
                 "No OpenAI API key is configured: set OPENAI_API_KEY, or "
                 "OPENAI_API_KEY_SECRET_ID to a Secrets Manager secret that holds the key."
             )
@@ -118,12 +113,14 @@ class OpenAIKeySource:
         if wait > 0:
             if self._cached is not None:
                 return self._cached
-            raise OpenAIKeyUnavailable(_UNREADABLE, retry_after=wait)
+            raise KeyUnavailable(_UNREADABLE, retry_after=wait)
         try:
             # boto3 is synchronous: keep the event loop free while it waits.
             values = await asyncio.to_thread(self._fetch_secret)
-        except OpenAIKeyUnavailable as exc:
-            backoff = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2**self._failures)
+        except KeyUnavailable as exc:
+            backoff = backoff_cap(
+                self._failures, first=FIRST_BACKOFF_SECONDS, cap=MAX_BACKOFF_SECONDS
+            )
             self._failures += 1
             self._retry_at = self._clock() + backoff
             if self._cached is not None:
@@ -143,10 +140,10 @@ class OpenAIKeySource:
         try:
             secret = self._secrets_client_factory().get_secret_value(SecretId=str(secret_id))
         except (BotoCoreError, ClientError) as exc:
-            raise OpenAIKeyUnavailable(_UNREADABLE) from exc
+            raise KeyUnavailable(_UNREADABLE) from exc
         values = _values_from_secret_string(secret.get("SecretString", ""))
         if not values.openai_api_key and not self._settings.openai_api_key:
-            raise OpenAIKeyUnavailable(
+            raise KeyUnavailable(
                 "The Secrets Manager secret holds no OpenAI API key: store the key itself, "
                 f'or JSON with an "{KEY_FIELD}" field.'
             )
@@ -168,8 +165,7 @@ def _values_from_secret_string(secret_string: str) -> SecretValues:
         document = json.loads(text)
     except json.JSONDecodeError:
         return SecretValues(openai_api_key="", client_api_keys=())
-    if not isinstance(document, dict):
-        return SecretValues(openai_api_key="", client_api_keys=())
+    # Text that starts with "{" and parses is a JSON object.
     key = document.get(KEY_FIELD)
     return SecretValues(
         openai_api_key=key.strip() if isinstance(key, str) else "",
