@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeGuard
 
 
 @dataclass
@@ -187,6 +187,9 @@ class FakeOpenAI:
                 if reply.drop_connection:
                     self._drop()
                     return
+                if reply.stream is None and payload.get("stream") and _is_completion(reply.body):
+                    # A whole completion scripted for a streamed call: sent as OpenAI streams it.
+                    reply = replace(reply, stream=_as_stream(reply.body, payload), body=None)
                 if reply.stream is not None or (payload.get("stream") and reply.body is None):
                     self._stream(reply, payload, recorded)
                     return
@@ -234,6 +237,23 @@ class FakeOpenAI:
                 self.connection.shutdown(2)
 
         return Handler
+
+
+def _is_completion(body: object) -> TypeGuard[dict[str, Any]]:
+    return isinstance(body, dict) and body.get("object") == "chat.completion"
+
+
+def _as_stream(body: dict[str, Any], payload: dict[str, Any]) -> list[dict[str, Any] | bytes]:
+    """The chunks OpenAI streams for the completion `body`: role, content, finish, usage."""
+    model = body["model"]
+    choice = body["choices"][0]
+    events: list[dict[str, Any] | bytes] = [chunk("", role="assistant", model=model)]
+    if choice["message"].get("content") is not None:
+        events.append(chunk(choice["message"]["content"], model=model))
+    events.append(chunk(finish_reason=choice["finish_reason"], model=model))
+    if (payload.get("stream_options") or {}).get("include_usage"):
+        events.append({**chunk(model=model), "choices": [], "usage": body["usage"]})
+    return events
 
 
 def _default_stream(payload: dict[str, Any]) -> list[dict[str, Any] | bytes]:

@@ -56,8 +56,19 @@ def assert_error_shape(status: int, body: Any) -> None:
 def assert_only_the_configured_call(fake_openai: FakeOpenAI) -> None:
     for sent in fake_openai.requests:
         assert (sent.method, sent.path) == ("POST", "/v1/chat/completions")
-        assert set(sent.json) == {"model", "messages"}
+        # Always streamed (an attempt's timeout bounds the first byte, never the generation)
+        # and capped: nothing of the request's choosing besides the messages.
+        assert set(sent.json) == {
+            "model",
+            "messages",
+            "max_completion_tokens",
+            "stream",
+            "stream_options",
+        }
         assert sent.json["model"] == "gpt-4o-mini"
+        assert sent.json["max_completion_tokens"] == 4096
+        assert sent.json["stream"] is True
+        assert sent.json["stream_options"] == {"include_usage": True}
         assert sent.json["messages"][0]["role"] == "system"
         assert all(m["role"] in {"user", "assistant"} for m in sent.json["messages"][1:])
 

@@ -301,9 +301,9 @@ def test_stream_broken_off_midway_raises_api_error_after_the_chunks_so_far(
             received.extend(c.choices[0].delta.content or "" for c in stream)
 
     assert received == ["", "one"]
-    assert raised.value.message == "Could not reach OpenAI."
+    assert raised.value.message == "OpenAI stopped answering midway. Try again."
     assert raised.value.body == {
-        "message": "Could not reach OpenAI.",
+        "message": "OpenAI stopped answering midway. Try again.",
         "type": "upstream_error",
         "param": None,
         "code": None,
@@ -334,7 +334,7 @@ def test_async_stream_broken_off_midway_raises_api_error(
             async for _ in stream:
                 pass
 
-    with pytest.raises(openai.APIError, match=r"Could not reach OpenAI\."):
+    with pytest.raises(openai.APIError, match=r"OpenAI stopped answering midway\."):
         asyncio.run(consume())
 
 

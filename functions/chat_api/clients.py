@@ -52,12 +52,14 @@ def get_key_source() -> KeySource:
 
 @cache
 def get_openai_client() -> AsyncOpenAI:
-    """The OpenAI client; `services.upstream` sets key, timeout and retries per attempt."""
+    """The OpenAI client; `services.upstream` sets its key and owns timeouts and retries."""
     settings = get_settings()
     return AsyncOpenAI(
         api_key=get_key_source(),
         base_url=settings.openai_base_url,
-        timeout=settings.openai_timeout_seconds,
+        # No timeout of the SDK's own: `services.upstream` bounds the wait for the first byte
+        # and `services.relay` each gap between chunks, both within the request's deadline.
+        timeout=None,
         # Retries are owned by services.upstream, which knows the request's deadline.
         max_retries=0,
     )

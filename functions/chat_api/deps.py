@@ -64,8 +64,21 @@ async def get_upstream(
     request: Request, keys: KeySourceDep, settings: SettingsDep, log: RequestLogDep
 ) -> Upstream:
     """The OpenAI call path for this request, with its deadline (Mangum passes the context)."""
-    deadline = Deadline.for_request(settings, log.started_at, request.scope.get("aws.context"))
+    deadline = Deadline.for_request(
+        settings, log.started_at, request.scope.get("aws.context"), gateway_arrival(request)
+    )
     return Upstream(get_openai_client_for_key, keys, settings, deadline, log)
+
+
+def gateway_arrival(request: Request) -> float | None:
+    """When API Gateway received the request (epoch seconds), if the event says so."""
+    event = request.scope.get("aws.event") or {}
+    context = event.get("requestContext") or {}
+    # REST APIs name it requestTimeEpoch, HTTP APIs and function URLs timeEpoch (both in ms).
+    epoch_ms = context.get("requestTimeEpoch", context.get("timeEpoch"))
+    if isinstance(epoch_ms, int | float) and not isinstance(epoch_ms, bool):
+        return epoch_ms / 1000
+    return None
 
 
 UpstreamDep = Annotated[Upstream, Depends(get_upstream)]

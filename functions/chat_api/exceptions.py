@@ -163,6 +163,12 @@ class UpstreamUnreachable(UpstreamError):
     default_message = "Could not reach OpenAI."
 
 
+class UpstreamBrokeOff(UpstreamError):
+    """OpenAI started answering, then stopped: the connection broke, or it went silent."""
+
+    default_message = "OpenAI stopped answering midway. Try again."
+
+
 class UpstreamKeyRejected(UpstreamError):
     """OpenAI refused the service's own key (401 or 403)."""
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from openai import AsyncStream
     from openai.types.chat import ChatCompletionChunk
 
-    from chat_api.request_log import RequestLog
+    from chat_api.services.upstream import Upstream
 
 router = APIRouter(
     prefix="/v1",
@@ -59,7 +59,7 @@ async def chat_completions(
         # As OpenAI sent it: fields it left out stay out.
         return Response(completion.to_json(indent=None), media_type="application/json")
     stream = await open_completion_stream(upstream, request, settings)
-    return sse_response(_chunk_events(stream, upstream.log), _error_event)
+    return sse_response(_chunk_events(stream, upstream), _error_event)
 
 
 @router.get(
@@ -71,9 +71,9 @@ async def models(settings: SettingsDep) -> ModelList:
 
 
 async def _chunk_events(
-    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
+    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream
 ) -> AsyncGenerator[str]:
-    async for chunk in relay_chunks(stream, log):
+    async for chunk in relay_chunks(stream, upstream):
         yield sse_event(chunk.to_json(indent=None))
     yield sse_event("[DONE]")
 

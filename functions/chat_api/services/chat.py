@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager, suppress
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
+
+import anyio
 
 from chat_api.exceptions import (
     InvalidRequest,
@@ -21,14 +23,13 @@ from chat_api.services.sessions import new_session_id
 from chat_api.store.base import ClaimedResponse, Message, Session
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
     from openai import AsyncStream
     from openai.types import CompletionUsage
     from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
     from chat_api.config import Settings
-    from chat_api.request_log import RequestLog
     from chat_api.services.upstream import Upstream
     from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, SessionStore
 
@@ -97,49 +98,40 @@ def fit_context(
     return messages
 
 
-async def complete_chat(
-    upstream: Upstream, settings: Settings, messages: list[ChatCompletionMessageParam]
-) -> Answer:
-    """Send the conversation to OpenAI and return its answer, noting it in the request log."""
-    upstream.log.model = settings.openai_model
-    completion = await upstream.call(
-        lambda client: client.chat.completions.create(
-            model=settings.openai_model, messages=messages
-        )
-    )
-    content = completion.choices[0].message.content if completion.choices else None
-    if content is None:
-        raise UpstreamInvalidResponse("OpenAI returned no message content.")
-    usage = to_usage(completion.usage)
-    upstream.log.model, upstream.log.usage = completion.model, usage
-    if settings.log_message_content:
-        upstream.log.content = {"messages": messages, "answer": content}
-    return Answer(content=content, model=completion.model, usage=usage)
-
-
 async def open_chat_stream(
     upstream: Upstream, settings: Settings, messages: list[ChatCompletionMessageParam]
 ) -> AsyncStream[ChatCompletionChunk]:
-    """Start a streamed turn: failures before the first byte raise here, as for `complete_chat`."""
+    """Start the turn's answer; failures before OpenAI's first byte raise here.
+
+    Always streamed, also for a client that wants the whole answer: an attempt's timeout then
+    bounds the wait for the first byte and the gaps between chunks, never the generation, and
+    an answer that has started is never asked for (and paid for) twice.
+    """
     upstream.log.model = settings.openai_model
     return await upstream.call(
         lambda client: client.chat.completions.create(
             model=settings.openai_model,
             messages=messages,
+            # Without a cap the model may write until its own maximum, at the owner's expense.
+            max_completion_tokens=settings.max_completion_tokens,
             stream=True,
             stream_options={"include_usage": True},
-        )
+        ),
+        streamed=True,
     )
 
 
 async def stream_chat(
-    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
+    stream: AsyncStream[ChatCompletionChunk],
+    upstream: Upstream,
+    settings: Settings,
+    messages: list[ChatCompletionMessageParam],
 ) -> AsyncIterator[ChatDelta | Answer]:
     """Each piece of the answer as it arrives, then the whole answer with its usage."""
     parts: list[str] = []
     model = ""
     usage: CompletionUsage | None = None
-    async for chunk in relay_chunks(stream, log):
+    async for chunk in relay_chunks(stream, upstream):
         model = chunk.model or model
         usage = chunk.usage or usage
         for choice in chunk.choices:
@@ -148,7 +140,10 @@ async def stream_chat(
                 yield ChatDelta(text=choice.delta.content)
     if not parts:
         raise UpstreamInvalidResponse("OpenAI returned no message content.")
-    yield Answer(content="".join(parts), model=model, usage=to_usage(usage))
+    content = "".join(parts)
+    if settings.log_message_content:
+        upstream.log.content = {"messages": messages, "answer": content}
+    yield Answer(content=content, model=model, usage=to_usage(usage))
 
 
 def _keeps_conversation(request: ChatRequest, claim: IdempotencyClaim | None) -> bool:
@@ -174,12 +169,15 @@ class ChatTurn:
         self, request: ChatRequest, caller: str, idempotency_key: str | None = None
     ) -> TurnResult:
         """Answer one message; with an idempotency key, at most once per key and body."""
-        started = await self._start(request, caller, idempotency_key, self._complete)
-        if isinstance(started, TurnResult):
-            return started
-        pending, answer = started
-        async with self._releasing_on_failure(pending):
-            return TurnResult(await self._store(pending, request, answer))
+        streamed = await self.stream(request, caller, idempotency_key)
+        if isinstance(streamed, TurnResult):
+            return streamed
+        async with aclosing(streamed):
+            async for item in streamed:
+                last = item
+        # The stream ends with the stored answer, or raises.
+        assert isinstance(last, ChatResponse)
+        return TurnResult(last)
 
     async def stream(
         self, request: ChatRequest, caller: str, idempotency_key: str | None = None
@@ -188,28 +186,6 @@ class ChatTurn:
 
         Failures before the stream opens raise here; later ones end the generator.
         """
-        started = await self._start(request, caller, idempotency_key, self._open_stream)
-        if isinstance(started, TurnResult):
-            return started
-        pending, chunks = started
-        return self._relay(pending, request, chunks)
-
-    async def _complete(self, messages: list[ChatCompletionMessageParam]) -> Answer:
-        return await complete_chat(self.upstream, self.settings, messages)
-
-    async def _open_stream(
-        self, messages: list[ChatCompletionMessageParam]
-    ) -> AsyncStream[ChatCompletionChunk]:
-        return await open_chat_stream(self.upstream, self.settings, messages)
-
-    async def _start[T](
-        self,
-        request: ChatRequest,
-        caller: str,
-        idempotency_key: str | None,
-        ask_openai: Callable[[list[ChatCompletionMessageParam]], Awaitable[T]],
-    ) -> tuple[PendingTurn, T] | TurnResult:
-        """Claim the key (or replay its answer), open the conversation, then ask OpenAI."""
         now = self.clock()
         claim = None
         if idempotency_key is not None:
@@ -219,11 +195,12 @@ class ChatTurn:
                 return TurnResult(replay(held, claim), replayed=True)
         try:
             pending = await self._open_conversation(request, caller, claim, now)
-        except Exception:
+        except BaseException:
             await self._release(claim)
             raise
         async with self._releasing_on_failure(pending):
-            return pending, await ask_openai(pending.messages)
+            chunks = await open_chat_stream(self.upstream, self.settings, pending.messages)
+        return self._relay(pending, request, chunks)
 
     async def _claim(
         self, request: ChatRequest, claim: IdempotencyClaim
@@ -281,7 +258,8 @@ class ChatTurn:
         self, pending: PendingTurn, request: ChatRequest, chunks: AsyncStream[ChatCompletionChunk]
     ) -> AsyncGenerator[ChatDelta | ChatResponse]:
         async with self._releasing_on_failure(pending):
-            async for item in stream_chat(chunks, self.upstream.log):
+            stream = stream_chat(chunks, self.upstream, self.settings, pending.messages)
+            async for item in stream:
                 if isinstance(item, Answer):
                     yield await self._store(pending, request, item)
                 else:
@@ -321,14 +299,20 @@ class ChatTurn:
 
     @asynccontextmanager
     async def _releasing_on_failure(self, pending: PendingTurn) -> AsyncIterator[None]:
-        """Nothing is stored when the block fails: free the key so that a retry runs the turn."""
+        """Nothing is stored when the block fails: free the key so that a retry runs the turn.
+
+        A client that hangs up arrives as CancelledError or GeneratorExit, not as Exception:
+        those free the key too, or its retry would get 409 until the lease runs out.
+        """
         try:
             yield
-        except Exception:
+        except BaseException:
             await self._release(pending.claim)
             raise
 
     async def _release(self, claim: IdempotencyClaim | None) -> None:
-        if claim is not None:
-            with suppress(StoreUnavailable):
-                await asyncio.to_thread(self.store.release, claim)
+        if claim is None:
+            return
+        # Shielded: a cancelled request's scope would cancel this write before it ran.
+        with anyio.CancelScope(shield=True), suppress(StoreUnavailable):
+            await asyncio.to_thread(self.store.release, claim)

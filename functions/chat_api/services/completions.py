@@ -89,7 +89,7 @@ async def open_completion_stream(
         )
 
     with _refusal_is_the_clients():
-        return await upstream.call(create)
+        return await upstream.call(create, streamed=True)
 
 
 @contextmanager

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
+import httpx
 import openai
 
-from chat_api.exceptions import UpstreamInvalidResponse
+from chat_api.exceptions import DeadlineExceeded, UpstreamBrokeOff, UpstreamInvalidResponse
 from chat_api.schemas import Usage
-from chat_api.services.upstream import upstream_failure
+from chat_api.services.upstream import MIN_ATTEMPT_SECONDS, upstream_failure
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -18,25 +20,44 @@ if TYPE_CHECKING:
     from openai.types import CompletionUsage
     from openai.types.chat import ChatCompletionChunk
 
-    from chat_api.request_log import RequestLog
+    from chat_api.services.upstream import Upstream
+
+NOT_FINISHED = "OpenAI did not finish the answer in time."
 
 
 async def relay_chunks(
-    stream: AsyncStream[ChatCompletionChunk], log: RequestLog
+    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream
 ) -> AsyncIterator[ChatCompletionChunk]:
-    """The stream's chunks; raises a `ServiceError` if it breaks off or ends unfinished."""
+    """The stream's chunks, each within the attempt timeout and the request's deadline.
+
+    Raises a `ServiceError` if the stream breaks off, goes silent, runs past the deadline or
+    ends unfinished; nothing is retried once OpenAI has started answering.
+    """
+    log = upstream.log
     finished = False
+    chunks = aiter(stream)
     async with stream:
-        try:
-            async for chunk in stream:
-                finished = finished or any(choice.finish_reason for choice in chunk.choices)
-                log.model = chunk.model or log.model
-                log.usage = to_usage(chunk.usage) or log.usage
-                yield chunk
-        except json.JSONDecodeError as exc:
-            raise UpstreamInvalidResponse("OpenAI sent a malformed stream chunk.") from exc
-        except openai.OpenAIError as exc:
-            raise upstream_failure(exc) from exc
+        while True:
+            timeout = upstream.chunk_timeout()
+            try:
+                async with asyncio.timeout(max(timeout, 0)):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError as exc:
+                if upstream.deadline.remaining() < MIN_ATTEMPT_SECONDS:
+                    raise DeadlineExceeded(NOT_FINISHED) from exc
+                raise UpstreamBrokeOff from exc
+            except json.JSONDecodeError as exc:
+                raise UpstreamInvalidResponse("OpenAI sent a malformed stream chunk.") from exc
+            except (openai.APIConnectionError, httpx.TransportError) as exc:
+                raise UpstreamBrokeOff from exc
+            except openai.OpenAIError as exc:
+                raise upstream_failure(exc) from exc
+            finished = finished or any(choice.finish_reason for choice in chunk.choices)
+            log.model = chunk.model or log.model
+            log.usage = to_usage(chunk.usage) or log.usage
+            yield chunk
     if not finished:
         # A clean close before the last chunk: the answer is cut short, say so.
         raise UpstreamInvalidResponse("OpenAI's stream ended before the answer finished.")

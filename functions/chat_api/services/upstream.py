@@ -62,9 +62,23 @@ class Deadline:
 
     @classmethod
     def for_request(
-        cls, settings: Settings, started_at: float, context: LambdaContext | None
+        cls,
+        settings: Settings,
+        started_at: float,
+        context: LambdaContext | None,
+        arrived_at: float | None = None,
     ) -> Deadline:
-        """The earlier of the gateway's limit and the Lambda's remaining time, less a margin."""
+        """The earlier of the gateway's limit and the Lambda's remaining time, less a margin.
+
+        The gateway's limit counts from `arrived_at` (epoch seconds, when API Gateway says the
+        request reached it: a cold start eats into it) if that is a real request's time. Sample
+        events carry times from years ago, and a test may reuse one for minutes: a time older
+        than the limit, or in the future, is ignored and `started_at` counts.
+        """
+        if arrived_at is not None:
+            age = time.time() - arrived_at
+            if 0 <= age < settings.gateway_timeout_seconds:
+                started_at = min(started_at, time.monotonic() - age)
         at = started_at + settings.gateway_timeout_seconds
         if context is not None:
             at = min(at, time.monotonic() + context.get_remaining_time_in_millis() / 1000)
@@ -89,21 +103,35 @@ class Upstream:
         self._client_for_key = client_for_key
         self._keys = keys
         self._settings = settings
-        self._deadline = deadline
+        self.deadline = deadline
         self.log = log
 
-    async def call[T](self, operation: Callable[[AsyncOpenAI], Awaitable[T]]) -> T:
-        """Run `operation` on a client set up for one attempt, retrying what is worth it."""
+    def chunk_timeout(self) -> float:
+        """How long a stream may go without a chunk: the attempt timeout, within the deadline."""
+        return min(self._settings.openai_timeout_seconds, self.deadline.remaining())
+
+    async def call[T](
+        self, operation: Callable[[AsyncOpenAI], Awaitable[T]], *, streamed: bool = False
+    ) -> T:
+        """Run `operation` on a client set up for one attempt, retrying what is worth it.
+
+        A `streamed` operation returns once OpenAI's first byte arrives, so each attempt is cut
+        at the attempt timeout. One that waits for the whole answer gets all the time left:
+        cutting it would throw away (and pay again for) an answer being written.
+        """
         try:
-            return await self._attempts(operation)
+            return await self._attempts(operation, streamed=streamed)
         except (openai.OpenAIError, TimeoutError) as exc:
             raise upstream_failure(exc) from exc
 
-    async def _attempts[T](self, operation: Callable[[AsyncOpenAI], Awaitable[T]]) -> T:
+    async def _attempts[T](
+        self, operation: Callable[[AsyncOpenAI], Awaitable[T]], *, streamed: bool
+    ) -> T:
         retries = 0
         rotated = False
         while True:
-            budget = min(self._settings.openai_timeout_seconds, self._deadline.remaining())
+            remaining = self.deadline.remaining()
+            budget = self.chunk_timeout() if streamed else remaining
             if budget < MIN_ATTEMPT_SECONDS:
                 raise DeadlineExceeded  # too little time left for another attempt
             key = ""
@@ -131,7 +159,7 @@ class Upstream:
                 if (
                     wait is None
                     or retries >= self._settings.openai_max_retries
-                    or self._deadline.remaining() - wait < MIN_ATTEMPT_SECONDS
+                    or self.deadline.remaining() - wait < MIN_ATTEMPT_SECONDS
                 ):
                     raise
                 retries += 1
