@@ -32,8 +32,11 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed  ## Create .venv with the runtime and dev dependencies
 
+# Keyless local mode (ALLOW_KEYLESS_LOCALHOST): without CLIENT_API_KEYS, requests made on this
+# machine to localhost need no key; the app says so at start-up. Set it to false to turn it off.
 dev: install  ## Serve the API on http://localhost:8000 with reload (reads .env if present)
-	$(BIN)/uvicorn chat_api.main:create_app --factory --app-dir functions \
+	@echo "make dev: keyless local mode is on (ALLOW_KEYLESS_LOCALHOST=$${ALLOW_KEYLESS_LOCALHOST:-true}) unless CLIENT_API_KEYS is set"
+	ALLOW_KEYLESS_LOCALHOST=$${ALLOW_KEYLESS_LOCALHOST:-true} $(BIN)/uvicorn chat_api.main:create_app --factory --app-dir functions \
 		--host 127.0.0.1 --port 8000 --reload --reload-dir functions \
 		$(if $(wildcard .env),--env-file .env)
 

@@ -187,10 +187,10 @@ def test_unreadable_secret_refuses_with_503_before_calling_openai(
 # --- no keys configured ----------------------------------------------------------------------
 
 
-def test_without_keys_a_request_on_loopback_is_served(
+def test_keyless_mode_serves_a_request_on_loopback(
     fake_openai: FakeOpenAI, configure: Configure, serve: Serve
 ) -> None:
-    configure(CLIENT_API_KEYS=None)
+    configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
 
     response = httpx2.post(f"{serve()}/chat", json=HI)
 
@@ -200,7 +200,7 @@ def test_without_keys_a_request_on_loopback_is_served(
 def test_without_keys_a_request_not_on_loopback_is_refused(
     fake_openai: FakeOpenAI, configure: Configure
 ) -> None:
-    configure(CLIENT_API_KEYS=None)
+    configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
 
     with TestClient(create_app()) as client:  # its server address is "testserver"
         response = client.post("/chat", json=HI)
@@ -212,7 +212,7 @@ def test_without_keys_a_request_not_on_loopback_is_refused(
 def test_without_keys_lambda_is_refused_even_with_a_localhost_host_header(
     lambda_runtime: LambdaRuntime, configure: Configure, fake_openai: FakeOpenAI
 ) -> None:
-    configure(CLIENT_API_KEYS=None)
+    configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
     event = load_event("chat-function-url.json")
     event["headers"] = {**event["headers"], "host": "127.0.0.1"}
 
@@ -229,7 +229,9 @@ def test_start_up_says_when_no_keys_are_configured(
 
     create_app()
 
-    assert "CLIENT_API_KEYS is not set" in caplog.text
+    assert "CLIENT_API_KEYS is not set: every request without an API Gateway key gets 401" in (
+        caplog.text
+    )
 
 
 def test_start_up_is_quiet_when_keys_are_configured(

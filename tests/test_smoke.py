@@ -36,8 +36,9 @@ def served_app(
 ) -> Iterator[str]:
     """The app under uvicorn, talking to the fake OpenAI; yields its base URL.
 
-    Without client keys the app serves any loopback caller, so /chat answers without a key;
-    with them it refuses a keyless request, as API Gateway does on AWS.
+    Without client keys (in keyless local mode, as `make dev` runs it) the app serves any
+    local caller, so /chat answers without a key; with them it refuses a keyless request, as
+    API Gateway does on AWS.
     """
     port = _free_port()
     environment = {
@@ -49,6 +50,8 @@ def served_app(
     }
     if request.param == "client keys":
         environment["CLIENT_API_KEYS"] = CLIENT_KEY
+    else:
+        environment["ALLOW_KEYLESS_LOCALHOST"] = "true"
     command = [sys.executable, "-m", "uvicorn", "chat_api.main:create_app", "--factory"]
     server = subprocess.Popen(
         [*command, "--app-dir", "functions", "--port", str(port), "--log-level", "warning"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,20 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from chat_api.keys import KeySource
+
+# Headers a proxy adds: a request carrying one was relayed, whatever address it came from.
+FORWARDING_HEADERS = frozenset(
+    {
+        "forwarded",
+        "via",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-real-ip",
+    }
+)
+LOOPBACK_HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -62,26 +77,43 @@ def matches_any(presented: str, keys: tuple[str, ...]) -> bool:
     return found
 
 
-def arrived_on_loopback(request: Request) -> bool:
-    """Whether the server accepted this request on a loopback address (never true on Lambda)."""
+def is_local_request(request: Request) -> bool:
+    """Whether the request comes straight from this machine to a local server.
+
+    Accepted on a loopback address, and naming a loopback `Host`: a web page the developer
+    visits can make the browser send requests to localhost, but with its own host name
+    (DNS rebinding), and a proxy or tunnel on the same machine relays strangers' requests
+    from a loopback address, but adds forwarding headers. Never on Lambda, where Mangum
+    builds `server` from the Host header, which the client chooses.
+    """
     if "aws.event" in request.scope:
-        # Mangum builds `server` from the Host header, which the client chooses.
         return False
     server = request.scope.get("server")
-    if not server:
+    if not server or not _is_loopback_ip(server[0]):
         return False
+    if any(name in FORWARDING_HEADERS for name in request.headers):
+        return False
+    host = request.headers.get("host", "")
+    return LOOPBACK_HOST.fullmatch(host) is not None
+
+
+def _is_loopback_ip(address: str) -> bool:
     try:
-        return ipaddress.ip_address(server[0]).is_loopback
+        return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
 
 
-async def identify_caller(request: Request, key_source: KeySource) -> Caller:
-    """Identify the caller, or raise `ClientKeyRejected` before anything costs money."""
+async def identify_caller(request: Request, key_source: KeySource, keyless: bool) -> Caller:
+    """Identify the caller, or raise `ClientKeyRejected` before anything costs money.
+
+    `keyless` (ALLOW_KEYLESS_LOCALHOST) serves local requests without a key while no client
+    keys are configured.
+    """
     if key_id := api_gateway_key_id(request):
         return Caller(id=key_id)
     keys = await key_source.client_api_keys()
-    if not keys and arrived_on_loopback(request):
+    if not keys and keyless and is_local_request(request):
         return Caller(id="local")
     key = presented_key(request)
     if key is None or not matches_any(key, keys):

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from openai.types import Model
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 MAX_MESSAGES = 500
 MAX_TOOLS = 128
@@ -66,6 +67,25 @@ class ChatCompletionRequest(BaseModel):
     presence_penalty: Penalty | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+
+    @field_validator(
+        "parallel_tool_calls", "response_format", "tool_choice", "tools", "user", mode="before"
+    )
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Left out, these take OpenAI's defaults; OpenAI refuses an explicit null for them.
+        if value is None:
+            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(cls, value: StreamOptions | None, info: ValidationInfo) -> object:
+        if value is not None and not info.data.get("stream"):
+            raise PydanticCustomError(
+                "stream_options_without_stream", "is only allowed when 'stream' is true"
+            )
+        return value
 
 
 class ModelList(BaseModel):

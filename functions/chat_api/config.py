@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -51,6 +59,9 @@ class Settings(BaseSettings):
     # Keys clients must send (x-api-key or Authorization: Bearer) where API Gateway does not
     # check them itself; may instead be a field of the OpenAI key's secret.
     client_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # With no client keys, serve requests made on this machine to localhost without a key
+    # (`make dev` turns it on). Refused on Lambda.
+    allow_keyless_localhost: bool = False
     # Conversations: DynamoDB when a table is named, else the embedded SQLite file.
     sessions_table: str | None = None
     sessions_db_path: Path = Path(".data/sessions.sqlite3")
@@ -73,6 +84,16 @@ class Settings(BaseSettings):
         return value or [info.data.get("openai_model", cls.model_fields["openai_model"].default)]
 
     @model_validator(mode="after")
+    def _refuse_keyless_on_lambda(self) -> Settings:
+        # The Lambda runtime sets AWS_LAMBDA_FUNCTION_NAME; loopback means nothing there.
+        if self.allow_keyless_localhost and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            raise ValueError(
+                "ALLOW_KEYLESS_LOCALHOST=true is for local development and cannot be used on "
+                "AWS Lambda: configure client keys (or API Gateway's) instead."
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_wildcard_with_credentials(self) -> Settings:
         if self.cors_allow_credentials and "*" in self.cors_allow_origins:
             raise ValueError(
@@ -83,7 +104,19 @@ class Settings(BaseSettings):
         return self
 
 
+class InvalidConfiguration(Exception):
+    """The environment holds an invalid setting; the message names it, never its value."""
+
+
 @cache
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # Pydantic's own text quotes the input, and the input holds the keys.
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])).upper() or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise InvalidConfiguration(f"Invalid configuration: {problems}") from None

@@ -8,7 +8,6 @@ module only renders it, and turns FastAPI's and Starlette's own errors into such
 
 from __future__ import annotations
 
-import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +30,12 @@ from chat_api.exceptions import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from chat_api.request_log import STATE_KEY
+from chat_api.request_log import STATE_KEY, log_unexpected
 from chat_api.schemas import ErrorResponse, FieldError, OpenAIErrorResponse
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
-    from starlette.types import Scope
-
-logger = logging.getLogger(__name__)
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPENAI_ROUTE_PREFIX = "/v1/"
 REQUEST_PARTS = {"body", "path", "query", "header", "cookie"}
@@ -110,9 +107,38 @@ def as_service_error(exc: Exception) -> ServiceError:
     """Any failure while answering (also one in the middle of a stream), as a `ServiceError`."""
     if isinstance(exc, ServiceError):
         return exc
-    # The class only: an unexpected exception's text may hold upstream text or a key.
-    logger.error("Unhandled error: %s", type(exc).__name__)
+    log_unexpected(exc)
     return ServiceError()
+
+
+class UnexpectedErrorMiddleware:
+    """A 500 in the API's JSON for an exception nothing handled, logged once, never re-raised.
+
+    Starlette re-raises such an exception after its 500 page, and uvicorn and Mangum then print
+    the whole traceback as text, the exception's (possibly upstream) message and no request id
+    included. Here it ends: one structured record (`log_unexpected`) and the JSON error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_start)
+        except Exception as exc:
+            log_unexpected(exc)
+            if not started:
+                await error_response(ServiceError(), route_path(scope))(scope, receive, send)
 
 
 # Pydantic names the member of a union that failed in the location ("stop", "list[str]");
@@ -217,11 +243,9 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    """Install the handler that renders every failure; Starlette picks it by class hierarchy."""
-    for exception_class in (
-        RequestValidationError,
-        StarletteHTTPException,
-        ServiceError,
-        Exception,
-    ):
+    """Install the handler that renders every failure; Starlette picks it by class hierarchy.
+
+    Anything else is left to `UnexpectedErrorMiddleware`.
+    """
+    for exception_class in (RequestValidationError, StarletteHTTPException, ServiceError):
         app.add_exception_handler(exception_class, _on_error)

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.clients import close_openai_client
 from chat_api.config import Settings, get_settings
-from chat_api.errors import error_responses, register_error_handlers
+from chat_api.errors import UnexpectedErrorMiddleware, error_responses, register_error_handlers
 from chat_api.request_log import RequestLogMiddleware
 from chat_api.routes import api_router
 from chat_api.schemas import ErrorResponse
@@ -56,6 +56,7 @@ def create_app() -> FastAPI:
             allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key"],
             expose_headers=["Idempotent-Replayed", "Retry-After"],
         )
+    app.add_middleware(UnexpectedErrorMiddleware)
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
     app.add_middleware(RequestLogMiddleware)
     _warn_if_open(settings)
@@ -69,8 +70,16 @@ def _operation_id(route: APIRoute) -> str:
 
 def _warn_if_open(settings: Settings) -> None:
     """Say at start-up when no client keys are configured (a secret may still hold some)."""
-    if not settings.client_api_keys and not settings.openai_api_key_secret_id:
+    if settings.client_api_keys or settings.openai_api_key_secret_id:
+        return
+    if settings.allow_keyless_localhost:
         logger.warning(
-            "CLIENT_API_KEYS is not set: requests that arrive on a loopback address are served "
-            "without a key, every other request gets 401 (API Gateway's own key check aside)."
+            "Keyless local mode (ALLOW_KEYLESS_LOCALHOST=true, CLIENT_API_KEYS is not set): "
+            "requests made on this machine to localhost are served without a key; requests "
+            "with another Host or through a proxy get 401."
+        )
+    else:
+        logger.warning(
+            "CLIENT_API_KEYS is not set: every request without an API Gateway key gets 401. "
+            "Set CLIENT_API_KEYS, or ALLOW_KEYLESS_LOCALHOST=true for local development."
         )

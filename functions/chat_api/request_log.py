@@ -7,7 +7,9 @@ and Metrics writes CloudWatch's embedded metric format to stdout: no API call, n
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from chat_api.schemas import Usage
 
 STATE_KEY = "request_log"
+# Every response names its request: OpenAI's SDKs report it, and a user can quote it.
+REQUEST_ID_HEADER = b"x-request-id"
+# The request being answered, for records written where no scope is at hand (a stream).
+current_request: ContextVar[RequestLog | None] = ContextVar("current_request", default=None)
 
 
 @cache
@@ -100,6 +106,7 @@ class RequestLogMiddleware:
             return
         log = RequestLog.from_scope(scope)
         scope.setdefault("state", {})[STATE_KEY] = log
+        current_request.set(log)
         # An exception that escapes the app becomes a 500 outside this middleware.
         status = 500
 
@@ -107,6 +114,9 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                headers.append((REQUEST_ID_HEADER, log.request_id.encode()))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
@@ -116,6 +126,28 @@ class RequestLogMiddleware:
             raise
         finally:
             _write(log.record(scope, status), log)
+
+
+def log_unexpected(exc: BaseException) -> None:
+    """One structured record of an error nothing expected, with its request and its frames.
+
+    Never the exception's text: it may quote OpenAI's answer, a request body or a key.
+    """
+    log = current_request.get()
+    if log is not None:
+        log.error_class = type(exc).__name__
+    frames = [
+        f"{frame.filename}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(exc.__traceback__)
+    ]
+    get_logger().error(
+        "unexpected error",
+        extra={
+            "request_id": log.request_id if log else None,
+            "error_class": type(exc).__name__,
+            "frames": frames,
+        },
+    )
 
 
 def _write(fields: dict[str, Any], log: RequestLog) -> None:

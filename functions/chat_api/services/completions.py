@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -51,6 +52,11 @@ def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[
                 code="invalid_value",
             )
     params = request.model_dump(exclude_unset=True, exclude={"stream"})
+    if unsendable := find_unsendable(params):
+        field, problem = unsendable
+        raise InvalidRequest(
+            f"Invalid field '{field}': {problem}", param=field, code="invalid_value"
+        )
     if request.max_tokens is None and request.max_completion_tokens is None:
         # Without a limit the model may write until its own maximum, at the owner's expense.
         params["max_completion_tokens"] = cap
@@ -90,6 +96,32 @@ async def open_completion_stream(
 
     with _refusal_is_the_clients():
         return await upstream.call(create, streamed=True)
+
+
+def find_unsendable(value: object, path: str = "") -> tuple[str, str] | None:
+    """The first value JSON cannot carry to OpenAI, with its path and what is wrong with it.
+
+    Python's JSON parser accepts lone surrogates ("\\ud800") and NaN, Infinity or 1e999 in the
+    free-form parts of a request (tools, response_format, message extras), but neither UTF-8
+    nor strict JSON can send them on: caught here, they are the client's 400, not a 500.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path, "must be valid Unicode text (it holds a lone surrogate)"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return path, "must be a finite number"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if found := find_unsendable(key, inner) or find_unsendable(item, inner):
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := find_unsendable(item, f"{path}[{index}]"):
+                return found
+    return None
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -33,7 +34,7 @@ from chat_api.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
 
     from openai import AsyncOpenAI
 
@@ -46,6 +47,9 @@ MIN_ATTEMPT_SECONDS = 0.5
 BACKOFF_FIRST_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 4.0
 RETRIED_STATUSES = frozenset({408, 409, 429})
+# The longest wait OpenAI's Retry-After is taken for: it also goes on to the client, and past
+# a minute a client is better off trying again than waiting (`inf`, 1e999, year 9999 all come).
+MAX_RETRY_AFTER_SECONDS = 60.0
 
 
 class LambdaContext(Protocol):
@@ -188,14 +192,23 @@ def upstream_failure(exc: Exception) -> ServiceError:
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """OpenAI's wait hint: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
-    with contextlib.suppress(KeyError, ValueError):
-        return max(0.0, float(headers["retry-after-ms"]) / 1000)
-    with contextlib.suppress(KeyError, ValueError):
-        return max(0.0, float(headers["retry-after"]))
-    with contextlib.suppress(KeyError, TypeError, ValueError):
-        return max(0.0, parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time())
+    """OpenAI's wait hint: `retry-after-ms`, or `retry-after` in seconds or as an HTTP date.
+
+    Always between 0 and MAX_RETRY_AFTER_SECONDS; None when there is none, or it is NaN.
+    """
+    for hint in _retry_after_hints(headers):
+        if not math.isnan(hint):
+            return min(MAX_RETRY_AFTER_SECONDS, max(0.0, hint))
     return None
+
+
+def _retry_after_hints(headers: Mapping[str, str]) -> Iterator[float]:
+    with contextlib.suppress(KeyError, ValueError):
+        yield float(headers["retry-after-ms"]) / 1000
+    with contextlib.suppress(KeyError, ValueError):
+        yield float(headers["retry-after"])
+    with contextlib.suppress(KeyError, TypeError, ValueError, OverflowError):
+        yield parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time()
 
 
 def _retry_delay(exc: Exception, retries: int) -> float | None:
