@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 import yaml
+from botocore import xform_name
 
 from chat_api.config import Settings
 from chat_api.sessions.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
+APP_PACKAGE = ROOT / "functions" / "chat_api"
+# aws-sam-translator lives in the SAM CLI's venv (`make lint-template` makes it).
+SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 API = "ChatApi"
 FUNCTION = "ChatFunction"
 SECRET_PARAMETER = "OpenAIKeySecretArn"
@@ -27,6 +35,13 @@ PUBLIC_ROUTES = [
     ("GET", "/openapi.json"),
 ]
 API_GATEWAY_TIMEOUT_SECONDS = 29
+# A transaction's items are authorized as the single-item calls they stand for.
+TRANSACTION_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -62,6 +77,37 @@ def _load_template() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
     return _load_template()
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    """The CloudFormation SAM makes of template.yaml (what a deploy creates)."""
+    if not SAM_PYTHON.is_file():
+        pytest.fail(f"No {SAM_PYTHON}: run `make lint-template` (make test does) first.")
+    result = subprocess.run(
+        [str(SAM_PYTHON), str(ROOT / "tests" / "sam_translate.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def _resource_of_type(translated: dict[str, Any], kind: str) -> dict[str, Any]:
+    (resource,) = [r for r in translated["Resources"].values() if r["Type"] == kind]
+    found: dict[str, Any] = resource
+    return found
+
+
+def _rest_api_paths(translated: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = _resource_of_type(translated, "AWS::ApiGateway::RestApi")["Properties"][
+        "Body"
+    ]["paths"]
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -210,13 +256,82 @@ def test_gateway_errors_answer_in_the_apps_json_shape(
     assert set(json.loads(rendered)) == {"error"}
 
 
+def _dynamodb_actions_the_app_calls() -> set[str]:
+    """The IAM actions of every DynamoDB call in the app's source.
+
+    A call is a method named after a DynamoDB operation (`put_item`, `query`...); a
+    transaction needs the actions of the item kinds the module writes into one.
+    """
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    operations = {xform_name(name): name for name in model.operation_names}
+    actions: set[str] = set()
+    for module in APP_PACKAGE.rglob("*.py"):
+        tree = ast.parse(module.read_text())
+        nodes = list(ast.walk(tree))
+        called = {
+            operations[node.func.attr]
+            for node in nodes
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in operations
+        }
+        if "TransactWriteItems" in called:
+            called.remove("TransactWriteItems")
+            keys = {
+                key.value
+                for node in nodes
+                if isinstance(node, ast.Dict)
+                for key in node.keys
+                if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            }
+            called |= {
+                TRANSACTION_ITEM_ACTIONS[kind] for kind in keys & TRANSACTION_ITEM_ACTIONS.keys()
+            }
+        actions |= called
+    return {f"dynamodb:{action}" for action in actions}
+
+
+def _dynamodb_statements(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in policies
+        for statement in policy.get("Statement", [])
+        if any(str(action).startswith("dynamodb:") for action in statement["Action"])
+    ]
+
+
 def test_only_permissions_are_the_openai_secret_and_the_sessions_table(
     function: dict[str, Any],
 ) -> None:
-    assert function["Policies"] == [
-        {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": SECRET_PARAMETER}}},
-        {"DynamoDBCrudPolicy": {"TableName": {"Ref": TABLE}}},
-    ]
+    secret, table = function["Policies"]
+    assert secret == {
+        "AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": SECRET_PARAMETER}}
+    }
+    (statement,) = table["Statement"]
+    assert set(statement) == {"Effect", "Action", "Resource"}
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == {"Fn::GetAtt": [TABLE, "Arn"]}
+
+
+def test_dynamodb_permissions_are_exactly_the_calls_the_app_makes(
+    function: dict[str, Any],
+) -> None:
+    # Derived from the code, so a new call fails here until the policy allows it, and an
+    # action no code uses (Scan) cannot stay.
+    needed = _dynamodb_actions_the_app_calls()
+    (statement,) = _dynamodb_statements(function["Policies"])
+    assert sorted(statement["Action"]) == sorted(needed)
+    assert "dynamodb:Query" in needed
+    assert "dynamodb:Scan" not in needed
+
+
+def test_deployed_role_allows_no_other_dynamodb_action(translated: dict[str, Any]) -> None:
+    role = translated["Resources"][f"{FUNCTION}Role"]["Properties"]
+    statements = _dynamodb_statements([p["PolicyDocument"] for p in role["Policies"]])
+    assert {action for s in statements for action in s["Action"]} == (
+        _dynamodb_actions_the_app_calls()
+    )
+    assert [s["Resource"] for s in statements] == [{"Fn::GetAtt": [TABLE, "Arn"]}]
 
 
 def test_only_iam_resource_is_api_gateways_logging_role(template: dict[str, Any]) -> None:
