@@ -15,9 +15,12 @@ import botocore.session
 import pytest
 import yaml
 from botocore import xform_name
+from fastapi.testclient import TestClient
 
 from chat_api.config import Settings
+from chat_api.main import create_app
 from chat_api.sessions.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from tests.conftest import Configure
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -42,6 +45,9 @@ TRANSACTION_ITEM_ACTIONS = {
     "Delete": "DeleteItem",
     "ConditionCheck": "ConditionCheckItem",
 }
+# Request headers a browser sends without asking (the Fetch standard's CORS-safelisted ones,
+# which Starlette lists too); Content-Type with a JSON body is not one of them.
+CORS_SAFELISTED_HEADERS = {"accept", "accept-language", "content-language"}
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -199,9 +205,113 @@ def test_routes_that_can_spend_list_or_read_conversations_require_an_api_key(
     "path", ["/chat", "/v1/chat/completions", "/v1/models", "/sessions/{session_id}"]
 )
 def test_keyed_routes_answer_cors_preflight_without_a_key(
-    template: dict[str, Any], path: str
+    translated: dict[str, Any], path: str
 ) -> None:
-    assert not _api_key_required(template, "OPTIONS", path)
+    options = _rest_api_paths(translated)[path]["options"]
+    assert not any("api_key" in scheme for scheme in options.get("security", []))
+
+
+def test_api_gateway_answers_every_preflight_without_the_function(
+    translated: dict[str, Any], function: dict[str, Any]
+) -> None:
+    # A MOCK integration answers from API Gateway: no invocation, no reserved concurrency.
+    paths = _rest_api_paths(translated)
+    assert len(paths) >= 8
+    for path, methods in paths.items():
+        assert methods["options"]["x-amazon-apigateway-integration"]["type"] == "mock", path
+    assert [e for e in function["Events"].values() if e["Properties"]["Method"] == "OPTIONS"] == []
+
+
+def test_preflights_allow_the_configured_origin_and_none_without_one(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    assert template["Conditions"]["CorsOn"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "CorsAllowOrigins"}, ""]}]
+    }
+    for path, methods in _rest_api_paths(translated).items():
+        integration = methods["options"]["x-amazon-apigateway-integration"]
+        parameters = integration["responses"]["default"]["responseParameters"]
+        assert parameters["method.response.header.Access-Control-Allow-Origin"] == {
+            "Fn::If": ["CorsOn", {"Fn::Sub": "'${CorsAllowOrigins}'"}, {"Ref": "AWS::NoValue"}]
+        }, path
+
+
+def test_preflight_answer_matches_the_apps_cors_headers(
+    template: dict[str, Any], configure: Configure
+) -> None:
+    configure(CORS_ALLOW_ORIGINS="https://app.example.com")
+    with TestClient(create_app()) as client:
+        app = client.options(
+            "/chat",
+            headers={
+                "origin": "https://app.example.com",
+                "access-control-request-method": "POST",
+            },
+        ).headers
+    cors = template["Resources"][API]["Properties"]["Cors"]
+
+    allowed = {header.lower() for header in cors["AllowHeaders"].strip("'").split(",")}
+    assert allowed | CORS_SAFELISTED_HEADERS == {
+        header.strip().lower() for header in app["access-control-allow-headers"].split(",")
+    }
+    assert cors["MaxAge"] == f"'{app['access-control-max-age']}'"
+
+
+@pytest.mark.parametrize("value", ["", "*", "https://app.example.com", "http://localhost:3000"])
+def test_cors_origin_parameter_accepts_one_origin(template: dict[str, Any], value: str) -> None:
+    assert re.fullmatch(template["Parameters"]["CorsAllowOrigins"]["AllowedPattern"], value)
+
+
+@pytest.mark.parametrize(
+    "value", ["https://a.example.com,https://b.example.com", "app.example.com", "'*'"]
+)
+def test_cors_origin_parameter_refuses_lists_and_non_origins(
+    template: dict[str, Any], value: str
+) -> None:
+    # The preflight's answer is one fixed header: a list would be a header browsers refuse.
+    assert not re.fullmatch(template["Parameters"]["CorsAllowOrigins"]["AllowedPattern"], value)
+
+
+def _unkeyed_routes(template: dict[str, Any]) -> list[tuple[str, str]]:
+    events = template["Resources"][FUNCTION]["Properties"]["Events"].values()
+    routes = [(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events]
+    return [route for route in routes if not _api_key_required(template, *route)]
+
+
+def _resource_path(path: str) -> str:
+    """A path as a stage's method settings write it: each "/" as "~1", after a leading "/"."""
+    return "/" + path.replace("/", "~1")
+
+
+def test_every_route_without_a_key_has_a_stage_throttle_for_all_callers(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    # The usage plan throttles keyed requests only; these would otherwise have no limit.
+    settings = template["Resources"][API]["Properties"]["MethodSettings"]
+    throttled = {(s["HttpMethod"], s["ResourcePath"]): s for s in settings}
+    assert sorted(_unkeyed_routes(template)) == sorted(PUBLIC_ROUTES)
+    for method, path in PUBLIC_ROUTES:
+        setting = throttled[(method, _resource_path(path))]
+        assert setting["ThrottlingRateLimit"] == {"Ref": "PublicThrottleRateLimit"}
+        assert setting["ThrottlingBurstLimit"] == {"Ref": "PublicThrottleBurstLimit"}
+    stage = _resource_of_type(translated, "AWS::ApiGateway::Stage")
+    assert stage["Properties"]["MethodSettings"] == settings
+
+
+def test_resource_paths_encode_slashes_as_api_gateway_reads_them() -> None:
+    assert _resource_path("/health") == "/~1health"
+    assert _resource_path("/v1/models") == "/~1v1~1models"
+
+
+def test_anonymous_bursts_leave_reserved_concurrency_for_keyed_callers(
+    template: dict[str, Any],
+) -> None:
+    parameters = template["Parameters"]
+    for name in ["PublicThrottleRateLimit", "PublicThrottleBurstLimit"]:
+        assert parameters[name]["Type"] == "Number"
+        assert parameters[name]["MinValue"] <= parameters[name]["Default"]
+    bursts = len(PUBLIC_ROUTES) * parameters["PublicThrottleBurstLimit"]["Default"]
+    assert bursts < parameters["ReservedConcurrency"]["Default"]
 
 
 def test_max_completion_tokens_is_a_bounded_parameter(template: dict[str, Any]) -> None:
