@@ -560,7 +560,7 @@ def test_samconfig_deploys_without_account_specific_names() -> None:
 def test_samconfig_leaves_the_build_to_the_makefile(environment: str) -> None:
     build = tomllib.loads((ROOT / "samconfig.toml").read_text())[environment]["build"]
     # A manifest would replace the Makefile SAM runs; a cached build would miss a change to
-    # requirements.txt (SAM hashes only CodeUri and the Makefile).
+    # requirements.lock (SAM hashes only CodeUri and the Makefile).
     assert "manifest" not in build["parameters"]
     assert not build["parameters"].get("cached", False)
 
