@@ -298,6 +298,14 @@ def test_every_route_without_a_key_has_a_stage_throttle_for_all_callers(
     assert stage["Properties"]["MethodSettings"] == settings
 
 
+def test_throttled_answer_does_not_blame_a_key(template: dict[str, Any]) -> None:
+    # The stage throttles callers that sent no key as well.
+    responses = template["Resources"][API]["Properties"]["GatewayResponses"]
+    body = json.loads(responses["THROTTLED"]["ResponseTemplates"]["application/json"])
+    assert responses["THROTTLED"]["StatusCode"] == 429
+    assert "key" not in body["error"].lower()
+
+
 def test_resource_paths_encode_slashes_as_api_gateway_reads_them() -> None:
     assert _resource_path("/health") == "/~1health"
     assert _resource_path("/v1/models") == "/~1v1~1models"
