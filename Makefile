@@ -10,25 +10,29 @@ BIN := $(VENV)/bin
 # SAM CLI and checkov cannot share a venv (their pins conflict): each gets its own.
 SAM_BIN := .venv-sam/bin
 CHECKOV_BIN := .venv-checkov/bin
+UV_BIN := .venv-uv/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 EVENT ?= events/chat.json
 
 .PHONY: help install dev test lint format invoke lint-template lint-workflows build build-ChatFunction \
-	deploy smoke bench
+	deploy smoke bench lock
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-# $(call make-venv,DIR,REQUIREMENTS): a python3.13 venv with those requirements, stamped when done.
+# $(call make-venv,DIR,REQUIREMENTS[,LOCK]): a python3.13 venv with those requirements, stamped
+# when done; LOCK's first, hash-checked (pip's hash mode takes a whole file or nothing).
 define make-venv
 	@test -n "$(PYTHON)" || { echo "python3.13 not found: install it or pass PYTHON=/path/to/python3.13"; exit 1; }
 	$(PYTHON) -m venv $(1)
+	$(if $(3),$(1)/bin/pip install $(PIP_QUIET) --require-hashes -r $(3))
 	$(1)/bin/pip install $(PIP_QUIET) -r $(2)
 	@touch $(1)/bin/.installed
 endef
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
-	$(call make-venv,$(VENV),requirements-dev.txt)
+# The runtime set exactly as the artifact gets it (requirements.lock), then the dev tools.
+$(BIN)/.installed: requirements.lock requirements.txt requirements-dev.txt
+	$(call make-venv,$(VENV),requirements-dev.txt,requirements.lock)
 
 install: $(BIN)/.installed  ## Create .venv with the runtime and dev dependencies
 
@@ -90,6 +94,16 @@ deploy: build  ## sam deploy to CONFIG_ENV (default|staging|production) with PAR
 smoke:  ## Check a deployed API: make smoke URL=<ApiUrl> KEY=<API key value>
 	@test -n "$(URL)" && test -n "$(KEY)" || { echo "usage: make smoke URL=<ApiUrl> KEY=<key>"; exit 1; }
 	@SMOKE_API_KEY='$(KEY)' $(PYTHON) scripts/smoke.py '$(URL)' $(SMOKE_FLAGS)
+
+$(UV_BIN)/.installed: requirements-uv.txt
+	$(call make-venv,.venv-uv,requirements-uv.txt)
+
+# Resolved for Lambda's platform; the lock lists every wheel's hash of each pinned version, so
+# the x86_64 dev venv and the bench's x86_64 build install from it too.
+lock: $(UV_BIN)/.installed  ## Regenerate requirements.lock (pins and hashes) after editing requirements.txt
+	$(UV_BIN)/uv pip compile requirements.txt --quiet --generate-hashes --no-config \
+		--python-version 3.13 --python-platform aarch64-manylinux2014 \
+		--custom-compile-command "make lock" --output-file requirements.lock
 
 lint-workflows: install  ## actionlint (with shellcheck) on .github/workflows
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint

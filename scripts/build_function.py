@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIREMENTS = ROOT / "requirements.txt"
+# requirements.txt's pins with every dependency and the hash of each of their wheels (`make lock`).
+REQUIREMENTS_LOCK = ROOT / "requirements.lock"
 APP_PACKAGE = ROOT / "functions" / "chat_api"
 # Lambda's python3.13 runs Amazon Linux 2023 (glibc 2.34): manylinux2014 wheels run there.
 DEFAULT_PLATFORM = "manylinux2014_aarch64"
@@ -34,27 +35,35 @@ PRUNED_DIRECTORIES = {"__pycache__", "tests", "_tests"}
 PRUNED_SUFFIXES = {".pyi"}
 
 
-def install_dependencies(target: Path, platform: str) -> None:
-    """The pinned runtime requirements, as wheels built for the target platform only."""
+def pip_install_command(target: Path, platform: str) -> list[str]:
+    """pip installing the locked runtime requirements as wheels for the target platform only.
+
+    Hash-checking mode: a wheel whose hash is not in the lock, or a dependency the lock does
+    not list, fails the build instead of shipping.
+    """
     version = "".join(map(str, RUNTIME_VERSION))
-    subprocess.run(  # noqa: S603 (fixed arguments: this interpreter's pip)
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-compile",
-            "--only-binary=:all:",
-            "--implementation=cp",
-            f"--python-version={version}",
-            f"--platform={platform}",
-            f"--target={target}",
-            f"--requirement={REQUIREMENTS}",
-        ],
-        check=True,
-    )
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--require-hashes",
+        "--only-binary=:all:",
+        "--implementation=cp",
+        f"--python-version={version}",
+        f"--platform={platform}",
+        f"--target={target}",
+        f"--requirement={REQUIREMENTS_LOCK}",
+    ]
+
+
+def install_dependencies(target: Path, platform: str) -> None:
+    """The locked runtime requirements, as wheels built for the target platform only."""
+    command = pip_install_command(target, platform)
+    subprocess.run(command, check=True)  # noqa: S603 (fixed arguments: this interpreter's pip)
 
 
 def copy_app(target: Path) -> None:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import re
 import sys
@@ -19,6 +20,7 @@ from tests.test_template import _load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT = ROOT / ".aws-sam" / "build" / "ChatFunction"
+LOCK = ROOT / "requirements.lock"
 APP_SOURCE = ROOT / "functions" / "chat_api"
 # ELF e_machine of each Lambda architecture.
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}
@@ -57,6 +59,27 @@ def _pins() -> dict[str, str]:
     return pins
 
 
+def _normalized(project: str) -> str:
+    """A project's name as PEP 503 compares it."""
+    return re.sub(r"[-_.]+", "-", project).lower()
+
+
+def _locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {project: (version, hashes)}; a requirement spans `\\` lines."""
+    locked = {}
+    text = LOCK.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if not (requirement := line.split("#", 1)[0].strip()):
+            continue
+        pin, *options = requirement.split()
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", pin)
+        assert match, f"not pinned with ==: {line}"
+        hashes = [option.removeprefix("--hash=") for option in options]
+        assert all(option.startswith("--hash=") for option in options), line
+        locked[_normalized(match[1])] = (match[2], hashes)
+    return locked
+
+
 def _dist_info(root: Path, project: str) -> list[Path]:
     normalized = re.sub(r"[-_.]+", "_", project).lower()
     return [
@@ -85,6 +108,51 @@ def test_makefile_builds_wheels_for_the_templates_architecture() -> None:
 def test_build_script_compiles_for_the_templates_runtime() -> None:
     runtime = _template()["Globals"]["Function"]["Runtime"]
     assert runtime == "python{}.{}".format(*build_function.RUNTIME_VERSION)
+
+
+def test_lock_pins_the_versions_requirements_txt_pins() -> None:
+    locked = _locked()
+    for project, version in _pins().items():
+        assert locked[_normalized(project)][0] == version, f"{project}: run `make lock`"
+
+
+def test_every_locked_requirement_carries_sha256_hashes() -> None:
+    locked = _locked()
+    assert len(locked) > len(_pins())  # the dependencies of the pins are locked too
+    for project, (_, hashes) in locked.items():
+        assert hashes, project
+        assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", value) for value in hashes), project
+
+
+def test_lock_is_resolved_for_the_functions_runtime_and_platform() -> None:
+    recipe = re.search(r"^lock:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
+    assert recipe is not None
+    command = recipe[1].replace("\\\n", " ")
+    assert "--generate-hashes" in command
+    assert "--python-version {}.{}".format(*build_function.RUNTIME_VERSION) in command
+    # uv names pip's platform tag manylinux2014_aarch64 aarch64-manylinux2014.
+    policy, arch = build_function.DEFAULT_PLATFORM.split("_", 1)
+    assert arch == LINUX_ARCH[_architecture()]
+    assert f"--python-platform {arch}-{policy}" in command
+    assert "--output-file requirements.lock" in command
+
+
+def test_build_installs_the_lock_in_hash_checking_mode(tmp_path: Path) -> None:
+    command = build_function.pip_install_command(tmp_path, build_function.DEFAULT_PLATFORM)
+    assert "--require-hashes" in command
+    assert f"--requirement={LOCK}" in command
+    assert [arg for arg in command if "requirements.txt" in arg] == []
+    assert "--only-binary=:all:" in command
+
+
+def test_dev_venv_runs_the_locked_runtime_versions() -> None:
+    # The tests run in the dev venv, which installs the lock first (hash-checked): what they
+    # test is what the artifact ships, even where a dev tool wanted another version.
+    rule = re.search(r"^\$\(BIN\)/\.installed:.*\n\t(.*)", (ROOT / "Makefile").read_text(), re.M)
+    assert rule is not None
+    assert rule[1].endswith(",requirements.lock)")
+    for project, (version, _) in _locked().items():
+        assert importlib.metadata.version(project) == version, project
 
 
 def test_build_refuses_another_python_version(
@@ -150,6 +218,14 @@ def test_artifact_holds_each_pinned_runtime_requirement(
     assert [path.name.lower() for path in _dist_info(artifact, project)] == [
         f"{re.sub(r'[-_.]+', '_', project).lower()}-{version}.dist-info"
     ]
+
+
+def test_artifact_holds_exactly_the_locked_distributions(artifact: Path) -> None:
+    shipped = {}
+    for path in artifact.glob("*.dist-info"):
+        name, version = path.name.removesuffix(".dist-info").rsplit("-", 1)
+        shipped[_normalized(name)] = version
+    assert shipped == {project: version for project, (version, _) in _locked().items()}
 
 
 @pytest.mark.parametrize("project", DEV_ONLY)

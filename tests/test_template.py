@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 import yaml
+from botocore import xform_name
+from fastapi.testclient import TestClient
 
 from chat_api.config import Settings
+from chat_api.main import create_app
 from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from tests.conftest import Configure
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
+APP_PACKAGE = ROOT / "functions" / "chat_api"
+# aws-sam-translator lives in the SAM CLI's venv (`make lint-template` makes it).
+SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
 API = "ChatApi"
 FUNCTION = "ChatFunction"
 SECRET_PARAMETER = "OpenAIKeySecretArn"
@@ -27,6 +38,16 @@ PUBLIC_ROUTES = [
     ("GET", "/openapi.json"),
 ]
 API_GATEWAY_TIMEOUT_SECONDS = 29
+# A transaction's items are authorized as the single-item calls they stand for.
+TRANSACTION_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+# Request headers a browser sends without asking (the Fetch standard's CORS-safelisted ones,
+# which Starlette lists too); Content-Type with a JSON body is not one of them.
+CORS_SAFELISTED_HEADERS = {"accept", "accept-language", "content-language"}
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -62,6 +83,37 @@ def _load_template() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
     return _load_template()
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    """The CloudFormation SAM makes of template.yaml (what a deploy creates)."""
+    if not SAM_PYTHON.is_file():
+        pytest.fail(f"No {SAM_PYTHON}: run `make lint-template` (make test does) first.")
+    result = subprocess.run(
+        [str(SAM_PYTHON), str(ROOT / "tests" / "sam_translate.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def _resource_of_type(translated: dict[str, Any], kind: str) -> dict[str, Any]:
+    (resource,) = [r for r in translated["Resources"].values() if r["Type"] == kind]
+    found: dict[str, Any] = resource
+    return found
+
+
+def _rest_api_paths(translated: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = _resource_of_type(translated, "AWS::ApiGateway::RestApi")["Properties"][
+        "Body"
+    ]["paths"]
+    return paths
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +205,121 @@ def test_routes_that_can_spend_list_or_read_conversations_require_an_api_key(
     "path", ["/chat", "/v1/chat/completions", "/v1/models", "/sessions/{session_id}"]
 )
 def test_keyed_routes_answer_cors_preflight_without_a_key(
-    template: dict[str, Any], path: str
+    translated: dict[str, Any], path: str
 ) -> None:
-    assert not _api_key_required(template, "OPTIONS", path)
+    options = _rest_api_paths(translated)[path]["options"]
+    assert not any("api_key" in scheme for scheme in options.get("security", []))
+
+
+def test_api_gateway_answers_every_preflight_without_the_function(
+    translated: dict[str, Any], function: dict[str, Any]
+) -> None:
+    # A MOCK integration answers from API Gateway: no invocation, no reserved concurrency.
+    paths = _rest_api_paths(translated)
+    assert len(paths) >= 8
+    for path, methods in paths.items():
+        assert methods["options"]["x-amazon-apigateway-integration"]["type"] == "mock", path
+    assert [e for e in function["Events"].values() if e["Properties"]["Method"] == "OPTIONS"] == []
+
+
+def test_preflights_allow_the_configured_origin_and_none_without_one(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    assert template["Conditions"]["CorsOn"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "CorsAllowOrigins"}, ""]}]
+    }
+    for path, methods in _rest_api_paths(translated).items():
+        integration = methods["options"]["x-amazon-apigateway-integration"]
+        parameters = integration["responses"]["default"]["responseParameters"]
+        assert parameters["method.response.header.Access-Control-Allow-Origin"] == {
+            "Fn::If": ["CorsOn", {"Fn::Sub": "'${CorsAllowOrigins}'"}, {"Ref": "AWS::NoValue"}]
+        }, path
+
+
+def test_preflight_answer_matches_the_apps_cors_headers(
+    template: dict[str, Any], configure: Configure
+) -> None:
+    configure(CORS_ALLOW_ORIGINS="https://app.example.com")
+    with TestClient(create_app()) as client:
+        app = client.options(
+            "/chat",
+            headers={
+                "origin": "https://app.example.com",
+                "access-control-request-method": "POST",
+            },
+        ).headers
+    cors = template["Resources"][API]["Properties"]["Cors"]
+
+    allowed = {header.lower() for header in cors["AllowHeaders"].strip("'").split(",")}
+    assert allowed | CORS_SAFELISTED_HEADERS == {
+        header.strip().lower() for header in app["access-control-allow-headers"].split(",")
+    }
+    assert cors["MaxAge"] == f"'{app['access-control-max-age']}'"
+
+
+@pytest.mark.parametrize("value", ["", "*", "https://app.example.com", "http://localhost:3000"])
+def test_cors_origin_parameter_accepts_one_origin(template: dict[str, Any], value: str) -> None:
+    assert re.fullmatch(template["Parameters"]["CorsAllowOrigins"]["AllowedPattern"], value)
+
+
+@pytest.mark.parametrize(
+    "value", ["https://a.example.com,https://b.example.com", "app.example.com", "'*'"]
+)
+def test_cors_origin_parameter_refuses_lists_and_non_origins(
+    template: dict[str, Any], value: str
+) -> None:
+    # The preflight's answer is one fixed header: a list would be a header browsers refuse.
+    assert not re.fullmatch(template["Parameters"]["CorsAllowOrigins"]["AllowedPattern"], value)
+
+
+def _unkeyed_routes(template: dict[str, Any]) -> list[tuple[str, str]]:
+    events = template["Resources"][FUNCTION]["Properties"]["Events"].values()
+    routes = [(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events]
+    return [route for route in routes if not _api_key_required(template, *route)]
+
+
+def _resource_path(path: str) -> str:
+    """A path as a stage's method settings write it: each "/" as "~1", after a leading "/"."""
+    return "/" + path.replace("/", "~1")
+
+
+def test_every_route_without_a_key_has_a_stage_throttle_for_all_callers(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    # The usage plan throttles keyed requests only; these would otherwise have no limit.
+    settings = template["Resources"][API]["Properties"]["MethodSettings"]
+    throttled = {(s["HttpMethod"], s["ResourcePath"]): s for s in settings}
+    assert sorted(_unkeyed_routes(template)) == sorted(PUBLIC_ROUTES)
+    for method, path in PUBLIC_ROUTES:
+        setting = throttled[(method, _resource_path(path))]
+        assert setting["ThrottlingRateLimit"] == {"Ref": "PublicThrottleRateLimit"}
+        assert setting["ThrottlingBurstLimit"] == {"Ref": "PublicThrottleBurstLimit"}
+    stage = _resource_of_type(translated, "AWS::ApiGateway::Stage")
+    assert stage["Properties"]["MethodSettings"] == settings
+
+
+def test_throttled_answer_does_not_blame_a_key(template: dict[str, Any]) -> None:
+    # The stage throttles callers that sent no key as well.
+    responses = template["Resources"][API]["Properties"]["GatewayResponses"]
+    body = json.loads(responses["THROTTLED"]["ResponseTemplates"]["application/json"])
+    assert responses["THROTTLED"]["StatusCode"] == 429
+    assert "key" not in body["error"].lower()
+
+
+def test_resource_paths_encode_slashes_as_api_gateway_reads_them() -> None:
+    assert _resource_path("/health") == "/~1health"
+    assert _resource_path("/v1/models") == "/~1v1~1models"
+
+
+def test_anonymous_bursts_leave_reserved_concurrency_for_keyed_callers(
+    template: dict[str, Any],
+) -> None:
+    parameters = template["Parameters"]
+    for name in ["PublicThrottleRateLimit", "PublicThrottleBurstLimit"]:
+        assert parameters[name]["Type"] == "Number"
+        assert parameters[name]["MinValue"] <= parameters[name]["Default"]
+    bursts = len(PUBLIC_ROUTES) * parameters["PublicThrottleBurstLimit"]["Default"]
+    assert bursts < parameters["ReservedConcurrency"]["Default"]
 
 
 def test_max_completion_tokens_is_a_bounded_parameter(template: dict[str, Any]) -> None:
@@ -210,13 +374,82 @@ def test_gateway_errors_answer_in_the_apps_json_shape(
     assert set(json.loads(rendered)) == {"error"}
 
 
+def _dynamodb_actions_the_app_calls() -> set[str]:
+    """The IAM actions of every DynamoDB call in the app's source.
+
+    A call is a method named after a DynamoDB operation (`put_item`, `query`...); a
+    transaction needs the actions of the item kinds the module writes into one.
+    """
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    operations = {xform_name(name): name for name in model.operation_names}
+    actions: set[str] = set()
+    for module in APP_PACKAGE.rglob("*.py"):
+        tree = ast.parse(module.read_text())
+        nodes = list(ast.walk(tree))
+        called = {
+            operations[node.func.attr]
+            for node in nodes
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in operations
+        }
+        if "TransactWriteItems" in called:
+            called.remove("TransactWriteItems")
+            keys = {
+                key.value
+                for node in nodes
+                if isinstance(node, ast.Dict)
+                for key in node.keys
+                if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            }
+            called |= {
+                TRANSACTION_ITEM_ACTIONS[kind] for kind in keys & TRANSACTION_ITEM_ACTIONS.keys()
+            }
+        actions |= called
+    return {f"dynamodb:{action}" for action in actions}
+
+
+def _dynamodb_statements(policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in policies
+        for statement in policy.get("Statement", [])
+        if any(str(action).startswith("dynamodb:") for action in statement["Action"])
+    ]
+
+
 def test_only_permissions_are_the_openai_secret_and_the_sessions_table(
     function: dict[str, Any],
 ) -> None:
-    assert function["Policies"] == [
-        {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": SECRET_PARAMETER}}},
-        {"DynamoDBCrudPolicy": {"TableName": {"Ref": TABLE}}},
-    ]
+    secret, table = function["Policies"]
+    assert secret == {
+        "AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": SECRET_PARAMETER}}
+    }
+    (statement,) = table["Statement"]
+    assert set(statement) == {"Effect", "Action", "Resource"}
+    assert statement["Effect"] == "Allow"
+    assert statement["Resource"] == {"Fn::GetAtt": [TABLE, "Arn"]}
+
+
+def test_dynamodb_permissions_are_exactly_the_calls_the_app_makes(
+    function: dict[str, Any],
+) -> None:
+    # Derived from the code, so a new call fails here until the policy allows it, and an
+    # action no code uses (Scan) cannot stay.
+    needed = _dynamodb_actions_the_app_calls()
+    (statement,) = _dynamodb_statements(function["Policies"])
+    assert sorted(statement["Action"]) == sorted(needed)
+    assert "dynamodb:Query" in needed
+    assert "dynamodb:Scan" not in needed
+
+
+def test_deployed_role_allows_no_other_dynamodb_action(translated: dict[str, Any]) -> None:
+    role = translated["Resources"][f"{FUNCTION}Role"]["Properties"]
+    statements = _dynamodb_statements([p["PolicyDocument"] for p in role["Policies"]])
+    assert {action for s in statements for action in s["Action"]} == (
+        _dynamodb_actions_the_app_calls()
+    )
+    assert [s["Resource"] for s in statements] == [{"Fn::GetAtt": [TABLE, "Arn"]}]
 
 
 def test_only_iam_resource_is_api_gateways_logging_role(template: dict[str, Any]) -> None:
@@ -335,7 +568,7 @@ def test_samconfig_deploys_without_account_specific_names() -> None:
 def test_samconfig_leaves_the_build_to_the_makefile(environment: str) -> None:
     build = tomllib.loads((ROOT / "samconfig.toml").read_text())[environment]["build"]
     # A manifest would replace the Makefile SAM runs; a cached build would miss a change to
-    # requirements.txt (SAM hashes only CodeUri and the Makefile).
+    # requirements.lock (SAM hashes only CodeUri and the Makefile).
     assert "manifest" not in build["parameters"]
     assert not build["parameters"].get("cached", False)
 

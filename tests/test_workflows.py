@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,26 @@ import pytest
 import yaml
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml"))
+# `uses: owner/repo[/path]@ref # comment`, as a block-style line (comments are lost to YAML).
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>\S+?)(?:\s+#\s*(?P<comment>.*))?$")
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+RELEASE = re.compile(r"v\d+(\.\d+)*")
 
 
 def _workflow(name: str) -> dict[Any, Any]:
     workflow: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
     return workflow
+
+
+def _uses(node: Any) -> list[str]:
+    """Every `uses:` value in a parsed workflow."""
+    if isinstance(node, dict):
+        found = [node["uses"]] if isinstance(node.get("uses"), str) else []
+        return found + [use for child in node.values() for use in _uses(child)]
+    if isinstance(node, list):
+        return [use for child in node for use in _uses(child)]
+    return []
 
 
 def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
@@ -78,3 +94,25 @@ def test_deploy_builds_deploys_then_smoke_tests_the_stacks_outputs(deploy: dict[
     assert "get-api-key" in runs[1]
     assert "::add-mask::" in runs[1]
     assert runs[1].rstrip().endswith('make smoke URL="$url" KEY="$key"')
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.name)
+def test_third_party_actions_are_pinned_to_a_commit_with_its_release(path: Path) -> None:
+    # A tag can be moved to other code; a commit cannot. The comment says which release it is.
+    lines = [m for line in path.read_text().splitlines() if (m := USES_LINE.match(line))]
+    # Every `uses:` YAML sees is one of the lines read here, so none escapes the check.
+    assert sorted(m["action"] for m in lines) == sorted(_uses(yaml.safe_load(path.read_text())))
+    for line in lines:
+        action = line["action"]
+        if action.startswith("./"):
+            continue  # this repository's own reusable workflow
+        _, _, ref = action.partition("@")
+        assert COMMIT_SHA.fullmatch(ref), f"{action} is not pinned to a commit SHA"
+        comment = line["comment"] or ""
+        assert RELEASE.fullmatch(comment), f"{action} has no release comment such as # v4.2.2"
+
+
+def test_workflows_use_third_party_actions() -> None:
+    # The pinning test above checks something: the workflows do use third-party actions.
+    actions = [use for path in WORKFLOW_FILES for use in _uses(yaml.safe_load(path.read_text()))]
+    assert any(not action.startswith("./") for action in actions)
