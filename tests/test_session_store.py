@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -125,11 +129,11 @@ def test_turns_appended_after_stale_loads_are_both_kept(started: SessionStore) -
     assert contents(started) == ["zero", "re: zero", "b", "re: b", "a", "re: a"]
 
 
-def test_dynamodb_turn_that_loses_the_race_for_a_position_goes_after_the_winner(
+def test_dynamodb_turns_take_positions_no_other_turn_can_get(
     hooked: tuple[HookedClient, DynamoDBSessionStore],
 ) -> None:
     client, store = hooked
-    # A reads the message count, then B's whole turn commits before A's transaction runs.
+    # A takes its positions, then B's whole turn commits before A's messages are written.
     client.before(
         "transact_write_items",
         lambda: store.append(SESSION, pair("b"), now=NOW, create=False),
@@ -137,9 +141,49 @@ def test_dynamodb_turn_that_loses_the_race_for_a_position_goes_after_the_winner(
 
     store.append(SESSION, pair("a"), now=NOW, create=False)
 
-    assert contents(store) == ["zero", "re: zero", "b", "re: b", "a", "re: a"]
-    # A's first transaction was refused (count moved), its second went after B's messages.
-    assert client.calls.count("transact_write_items") == 3
+    # In the order the positions were handed out, and neither turn had to try again.
+    assert contents(store) == ["zero", "re: zero", "a", "re: a", "b", "re: b"]
+    assert client.calls.count("transact_write_items") == 2
+
+
+class SlowSerialClient:
+    """The moto client as DynamoDB behaves under load: one call at a time, 10 ms each."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.lock = threading.Lock()
+
+    def __getattr__(self, operation: str) -> Any:
+        method = getattr(self.client, operation)
+
+        def call(**kwargs: Any) -> Any:
+            with self.lock:
+                time.sleep(0.01)
+                return method(**kwargs)
+
+        return call
+
+
+def test_dynamodb_keeps_every_one_of_twenty_concurrent_turns_in_pairs(sessions_table: str) -> None:
+    client = SlowSerialClient(boto3.client("dynamodb"))
+    store = DynamoDBSessionStore(cast("DynamoDBClient", client), sessions_table)
+    store.append(SESSION, pair("zero"), now=NOW, create=True)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        turns = [
+            pool.submit(store.append, SESSION, pair(f"t{i}"), now=NOW, create=False)
+            for i in range(20)
+        ]
+        errors = [turn.exception() for turn in turns]
+
+    assert errors == [None] * 20
+    stored = contents(store)[2:]
+    assert len(stored) == 40
+    assert sorted(stored[0::2]) == sorted(f"t{i}" for i in range(20))
+    assert all(
+        answer == f"re: {question}"
+        for question, answer in zip(stored[0::2], stored[1::2], strict=True)
+    )
 
 
 def test_dynamodb_retries_a_transaction_cancelled_by_a_conflict(
@@ -325,3 +369,72 @@ def test_a_lost_claim_stores_nothing_and_cannot_release_the_new_one(store: Sessi
 
     assert store.load(SESSION.id, OWNER, NOW) is None
     assert store.claim(claim_at(NOW + CLAIM_LEASE_SECONDS + 1, holder="third")) is not None
+
+
+def test_deleting_a_session_forgets_its_turns_idempotent_answers(store: SessionStore) -> None:
+    first = claim_at(NOW)
+    store.claim(first)
+    store.append(
+        SESSION, pair("a"), now=NOW, create=True, claimed_response=ClaimedResponse(first, "{}")
+    )
+    second = IdempotencyClaim("record-2", "body-2", "first", NOW, NOW + 3600)
+    store.claim(second)
+    store.append(
+        SESSION, pair("b"), now=NOW, create=False, claimed_response=ClaimedResponse(second, "{}")
+    )
+
+    assert store.delete(SESSION.id, OWNER, NOW)
+
+    assert store.claim(claim_at(NOW + 1, holder="replay")) is None
+    assert (
+        store.claim(IdempotencyClaim("record-2", "body-2", "replay", NOW + 1, NOW + 3600)) is None
+    )
+
+
+def test_an_answer_is_forgotten_when_its_session_expires(store: SessionStore) -> None:
+    short = Session(id="T" * 22, owner=OWNER, created_at=NOW, expires_at=NOW + 600)
+    first = claim_at(NOW)  # kept for an hour, longer than the session's ten minutes
+    store.claim(first)
+    store.append(
+        short, pair("a"), now=NOW, create=True, claimed_response=ClaimedResponse(first, "{}")
+    )
+
+    assert store.claim(claim_at(NOW + 599, holder="before")) is not None
+    assert store.claim(claim_at(NOW + 600, holder="after")) is None
+
+
+def test_pages_go_through_the_conversation_in_order(started: SessionStore) -> None:
+    for text in ("a", "b", "c"):
+        started.append(SESSION, pair(text), now=NOW, create=False)
+
+    first = started.page(SESSION.id, OWNER, NOW, after=None, limit=3)
+    assert first is not None
+    assert [m.content for m in first.messages] == ["zero", "re: zero", "a"]
+    assert first.more
+    second = started.page(SESSION.id, OWNER, NOW, after=first.positions[-1], limit=3)
+    assert second is not None
+    assert [m.content for m in second.messages] == ["re: a", "b", "re: b"]
+    last = started.page(SESSION.id, OWNER, NOW, after=second.positions[-1], limit=3)
+    assert last is not None
+    assert [m.content for m in last.messages] == ["c", "re: c"]
+    assert not last.more
+    assert started.page(SESSION.id, "key-b", NOW, after=None, limit=3) is None
+
+
+def test_sqlite_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "private" / "sessions.sqlite3"
+    store = SQLiteSessionStore(path)
+    store.append(SESSION, pair("secret"), now=NOW, create=True)
+
+    for file in [path, *tmp_path.glob("private/sessions.sqlite3-*")]:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_sqlite_file_made_by_an_older_version_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    path.touch(mode=0o644)
+
+    SQLiteSessionStore(path)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -450,3 +450,64 @@ def test_wrong_method_on_a_session_allows_both_of_its_methods(client: TestClient
 
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET"
+
+
+def test_replaying_a_deleted_sessions_idempotency_key_runs_the_turn_afresh(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    key = {"Idempotency-Key": "delete-then-replay"}
+    first = api.post("/chat", json={"message": "Hi"}, headers=key).json()
+    assert api.delete(f"/sessions/{first['session_id']}").status_code == 204
+
+    again = api.post("/chat", json={"message": "Hi"}, headers=key)
+
+    # The stored answer went with its session: nothing of it is handed out again.
+    assert again.status_code == 200
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.json()["session_id"] != first["session_id"]
+    assert len(fake_openai.requests) == 2
+
+
+def test_get_session_pages_through_a_long_conversation(api: TestClient) -> None:
+    session_id = api.post("/chat", json={"message": "m0"}).json()["session_id"]
+    for n in range(1, 5):
+        api.post("/chat", json={"message": f"m{n}", "session_id": session_id})
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = api.get(f"/sessions/{session_id}", params=params).json()
+        assert len(page["messages"]) <= 3
+        seen += [m["content"] for m in page["messages"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == [text for n in range(5) for text in (f"m{n}", f"Echo: m{n}")]
+
+
+@pytest.mark.parametrize("params", [{"cursor": "abc"}, {"limit": 0}, {"limit": 101}])
+def test_get_session_with_a_bad_page_is_400(api: TestClient, params: dict[str, object]) -> None:
+    session_id = api.post("/chat", json={"message": "Hi"}).json()["session_id"]
+
+    response = api.get(f"/sessions/{session_id}", params=params)
+
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["field"] in {"cursor", "limit"}
+
+
+def test_a_page_holds_at_most_a_bounded_amount_of_text(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lambda answers at most 6 MB: a page stops before its text passes the bound.
+    monkeypatch.setattr("chat_api.services.sessions.PAGE_MAX_CHARS", 25)
+    session_id = api.post("/chat", json={"message": "twelve chars"}).json()["session_id"]
+
+    page = api.get(f"/sessions/{session_id}").json()
+
+    assert [m["content"] for m in page["messages"]] == ["twelve chars"]
+    assert page["next_cursor"] is not None
+    rest = api.get(f"/sessions/{session_id}", params={"cursor": page["next_cursor"]}).json()
+    assert [m["content"] for m in rest["messages"]] == ["Echo: twelve chars"]
+    assert rest["next_cursor"] is None

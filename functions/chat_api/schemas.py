@@ -126,12 +126,22 @@ class StoredMessage(BaseModel):
 
 
 class SessionResponse(BaseModel):
-    """`GET /sessions/{session_id}` answer: the stored conversation, oldest message first."""
+    """`GET /sessions/{session_id}` answer: a page of the conversation, oldest message first."""
 
     session_id: str
     created_at: datetime
     expires_at: datetime
     messages: list[StoredMessage]
+    next_cursor: str | None = Field(
+        default=None,
+        description="Send it as `cursor` for the messages that follow; null on the last page.",
+    )
+
+
+# Where a page of a conversation starts: the `next_cursor` of the page before.
+SessionCursor = Annotated[
+    str, *_matching(r"[0-9]{1,12}", "must be a next_cursor returned by GET /sessions/{id}")
+]
 
 
 class ChatDelta(BaseModel):

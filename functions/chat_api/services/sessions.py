@@ -19,22 +19,41 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+# Lambda answers at most 6 MB: a page holds at most this much message text (4 MB of UTF-8
+# at worst), however long its messages are; at least one message, whatever its length.
+PAGE_MAX_CHARS = 1_000_000
+
+
 async def read_session(
-    store: SessionStore, session_id: str, caller: str, now: float
+    store: SessionStore,
+    session_id: str,
+    caller: str,
+    now: float,
+    *,
+    after: int | None = None,
+    limit: int = 100,
 ) -> SessionResponse:
-    """The whole stored conversation; SessionNotFound unless it is live and the caller's."""
-    conversation = await asyncio.to_thread(store.load, session_id, caller, now)
-    if conversation is None:
+    """A page of the stored conversation; SessionNotFound unless it is live and the caller's."""
+    page = await asyncio.to_thread(store.page, session_id, caller, now, after=after, limit=limit)
+    if page is None:
         raise SessionNotFound
-    session = conversation.session
+    kept, chars = 0, 0
+    for message in page.messages:
+        chars += len(message.content)
+        if kept and chars > PAGE_MAX_CHARS:
+            break
+        kept += 1
+    more = page.more or kept < len(page.messages)
+    session = page.session
     return SessionResponse(
         session_id=session.id,
         created_at=_utc(session.created_at),
         expires_at=_utc(session.expires_at),
         messages=[
             StoredMessage(role=m.role, content=m.content, created_at=_utc(m.created_at))
-            for m in conversation.messages
+            for m in page.messages[:kept]
         ],
+        next_cursor=str(page.positions[kept - 1]) if more else None,
     )
 
 

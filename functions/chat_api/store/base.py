@@ -81,9 +81,25 @@ class ClaimedResponse:
     response: str
 
 
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """Some of a conversation's messages, oldest first, with the position of each."""
+
+    session: Session
+    messages: list[Message]
+    positions: list[int]
+    # Whether messages follow the last one here.
+    more: bool
+
+
 def is_live(session: Session, owner: str, now: float) -> bool:
     """Whether `owner` may use the session at `now`: theirs, and not yet expired."""
     return session.owner == owner and now < session.expires_at
+
+
+def answer_expiry(claim: IdempotencyClaim, session: Session) -> float:
+    """When a stored answer is forgotten: with its claim, and never after its session."""
+    return min(claim.expires_at, session.expires_at)
 
 
 def holds_key(record: IdempotencyRecord, now: float) -> bool:
@@ -117,13 +133,27 @@ class SessionStore(Protocol):
         """Add messages after every stored one, together and atomically.
 
         `create` stores the session first. `claimed_response` records the response for its
-        claim in the same write, so a retried request can never store its turn twice. Raises
+        claim in the same write, so a retried request can never store its turn twice, and ties
+        the record to the session (`answer_expiry`, and `delete`). Raises
         SessionNotFound if the session is gone, IdempotencyKeyInUse if the claim was lost.
         """
         ...
 
+    def page(
+        self, session_id: str, owner: str, now: float, *, after: int | None, limit: int
+    ) -> MessagePage | None:
+        """A page of messages: up to `limit` after position `after`, oldest first.
+
+        From the first message if `after` is None; None unless the session is live and owned.
+        """
+        ...
+
     def delete(self, session_id: str, owner: str, now: float) -> bool:
-        """Remove the session and its messages; False unless it was live and owned."""
+        """Remove the session, its messages and its turns' idempotency records.
+
+        False unless it was live and owned. A replay of a deleted turn's Idempotency-Key
+        finds nothing: the answer is gone with the session.
+        """
         ...
 
     def claim(self, claim: IdempotencyClaim) -> IdempotencyRecord | None:

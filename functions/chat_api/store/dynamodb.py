@@ -1,12 +1,14 @@
 """Conversations in DynamoDB: one partition per session, one item per message.
 
 A session's partition holds its header (sort key `session`) and its messages (sort keys
-`msg#<position>`, zero-padded). The header counts the messages. A turn writes its messages at
-the next positions in one transaction that also moves the count on, on condition that the
-count is still the one it read: of two concurrent turns one wins, the other reads the new
-count and goes after it. Nothing is overwritten, and the order is fixed at commit for every
-reader. "session" sorts after "msg#", so one descending query returns the header and the
-newest messages. Idempotency records live in the same table under `idem#<digest>` keys.
+`msg#<position>`, zero-padded). The header hands out positions: a turn first adds its
+message count to the header's counter in one atomic `UpdateItem` (`ADD`), which gives it
+positions no other turn can get, however many arrive at once; then it writes its messages
+there in one transaction, each on condition that the item does not exist yet, so nothing is
+ever overwritten. A turn that fails after taking its positions leaves a gap, which readers
+never notice (they read what exists, in order). "session" sorts after "msg#", so one
+descending query returns the header and the newest messages. Idempotency records live in
+the same table under `idem#<digest>` keys; the header lists those of its turns.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from chat_api.store.base import (
     IdempotencyClaim,
     IdempotencyRecord,
     Message,
+    MessagePage,
     Role,
     Session,
+    answer_expiry,
     holds_key,
     is_live,
 )
@@ -54,8 +58,10 @@ HEADER_SORT_KEY = "session"
 MESSAGE_PREFIX = "msg#"
 IDEMPOTENCY_PREFIX = "idem#"
 IDEMPOTENCY_SORT_KEY = "idempotency"
-# Turns that lose the race for a position retry after the winner; transactions that DynamoDB
-# cancels for a conflict with another one in flight are retried too.
+# The header's string set of its turns' idempotency record ids, deleted with the session.
+RECORDS_ATTRIBUTE = "idempotency_records"
+POSITION_DIGITS = 10
+# Transactions that DynamoDB cancels for a conflict with another one in flight are retried.
 WRITE_ATTEMPTS = 8
 BATCH_WRITE_LIMIT = 25
 
@@ -103,33 +109,36 @@ class DynamoDBSessionStore:
         claimed_response: ClaimedResponse | None = None,
     ) -> None:
         """Add messages after every stored one, together and atomically (see SessionStore)."""
-        position = None if create else self._message_count(session, now, self._header(session.id))
+        record = None if claimed_response is None else claimed_response.claim.record_id
+        writes: list[TransactWriteItemTypeDef] = []
+        if create:
+            writes.append(self._new_header(session, len(messages), record))
+            first = 0
+        else:
+            if _live_session(session.id, self._header(session.id), session.owner, now) is None:
+                raise SessionNotFound
+            first = self._take_positions(session.id, len(messages), record)
+        writes += self._message_writes(session, messages, first)
+        if claimed_response is not None:
+            writes.append(self._complete_claim(claimed_response, session))
         for attempt in range(WRITE_ATTEMPTS):
-            writes = [self._header_write(session, len(messages), position)]
-            writes += self._message_writes(session, messages, position or 0)
-            if claimed_response is not None:
-                writes.append(self._complete_claim(claimed_response))
             reasons = self._transact(writes)
             if reasons is None:
                 return
-            if reasons[0].get("Code") == "ConditionalCheckFailed":
-                # Another turn took the position first (or the session is gone): go after it.
-                if create:
-                    raise SessionNotFound
-                position = self._message_count(session, now, reasons[0].get("Item"))
-            elif (
-                claimed_response is not None and reasons[-1].get("Code") == "ConditionalCheckFailed"
-            ):
+            codes = [reason.get("Code") for reason in reasons]
+            if claimed_response is not None and codes[-1] == "ConditionalCheckFailed":
                 raise IdempotencyKeyInUse
-            elif not any(reason.get("Code") == "TransactionConflict" for reason in reasons):
-                logger.warning("DynamoDB cancelled a turn: %s", [r.get("Code") for r in reasons])
+            if "TransactionConflict" not in codes:
+                # A new header or a message position already taken: never overwritten.
+                logger.warning("DynamoDB cancelled a turn: %s", codes)
                 raise StoreUnavailable("DynamoDB refused the turn's write.")
             _back_off(attempt)
-        raise StoreUnavailable("Too many concurrent turns on one session.")
+        raise StoreUnavailable("DynamoDB kept cancelling the turn's write.")
 
     def delete(self, session_id: str, owner: str, now: float) -> bool:
-        """Remove the session and its messages; False unless it was live and owned."""
-        if _live_session(session_id, self._header(session_id), owner, now) is None:
+        """Remove the session, its messages and its turns' idempotency records."""
+        header = self._header(session_id)
+        if _live_session(session_id, header, owner, now) is None or header is None:
             return False
         # Messages first, header last: a delete that fails half-way leaves the session
         # readable, and repeating the request finishes it.
@@ -137,6 +146,9 @@ class DynamoDBSessionStore:
             {PARTITION_KEY: item[PARTITION_KEY], SORT_KEY: item[SORT_KEY]}
             for item in self._query_partition(session_id, keys_only=True)
             if item[SORT_KEY]["S"] != HEADER_SORT_KEY
+        ]
+        keys += [
+            _idempotency_key(record) for record in header.get(RECORDS_ATTRIBUTE, {}).get("SS", [])
         ]
         for start in range(0, len(keys), BATCH_WRITE_LIMIT):
             self._batch_delete(keys[start : start + BATCH_WRITE_LIMIT])
@@ -202,48 +214,79 @@ class DynamoDBSessionStore:
                 TableName=self._table, Key=_header_key(session_id), ConsistentRead=True
             ).get("Item")
 
-    def _message_count(self, session: Session, now: float, header: Item | None) -> int:
-        """How many messages the header counts; SessionNotFound unless the session is live."""
-        if header is None or _live_session(session.id, header, session.owner, now) is None:
-            raise SessionNotFound
-        return int(header["message_count"]["N"])
-
-    def _header_write(
-        self, session: Session, added: int, position: int | None
-    ) -> TransactWriteItemTypeDef:
-        """Create the header (position None), or move its count on if it is still `position`.
-
-        The owner and expiry of a header never change, and ids are never reused: a count that
-        is still the one read means the header is the one `is_live` accepted.
-        """
-        if position is None:
-            item: Item = {
-                **_header_key(session.id),
-                "owner": {"S": session.owner},
-                "created_at": {"N": repr(session.created_at)},
-                "message_count": {"N": str(added)},
-                TTL_ATTRIBUTE: {"N": str(_ttl(session.expires_at))},
-            }
-            return {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": item,
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": _header_key(session.id),
-                "UpdateExpression": "SET message_count = :next",
-                "ConditionExpression": "message_count = :count",
-                "ExpressionAttributeValues": {
-                    ":count": {"N": str(position)},
-                    ":next": {"N": str(position + added)},
+    def page(
+        self, session_id: str, owner: str, now: float, *, after: int | None, limit: int
+    ) -> MessagePage | None:
+        """A page of messages: up to `limit` after position `after` (see SessionStore)."""
+        session = _live_session(session_id, self._header(session_id), owner, now)
+        if session is None:
+            return None
+        start = 0 if after is None else after + 1
+        with _store_errors("Query"):
+            items = self._client.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+                ExpressionAttributeValues={
+                    ":pk": {"S": session_id},
+                    ":first": {"S": _message_sort_key(start)},
+                    ":last": {"S": _message_sort_key(10**POSITION_DIGITS - 1)},
                 },
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                Limit=limit + 1,
+                ConsistentRead=True,
+            )["Items"]
+        kept = items[:limit]
+        return MessagePage(
+            session=session,
+            messages=[_message_from(item) for item in kept],
+            positions=[int(item[SORT_KEY]["S"].removeprefix(MESSAGE_PREFIX)) for item in kept],
+            more=len(items) > limit,
+        )
+
+    def _new_header(
+        self, session: Session, added: int, record: str | None
+    ) -> TransactWriteItemTypeDef:
+        """The header of a new session, counting its first `added` messages."""
+        item: Item = {
+            **_header_key(session.id),
+            "owner": {"S": session.owner},
+            "created_at": {"N": repr(session.created_at)},
+            "message_count": {"N": str(added)},
+            TTL_ATTRIBUTE: {"N": str(_ttl(session.expires_at))},
+        }
+        if record is not None:
+            item[RECORDS_ATTRIBUTE] = {"SS": [record]}
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(pk)",
             }
         }
+
+    def _take_positions(self, session_id: str, added: int, record: str | None) -> int:
+        """The first of `added` positions the header hands this turn alone (atomic `ADD`).
+
+        The owner and expiry of a header never change and ids are never reused, so the header
+        that `is_live` accepted is the one counted on, if it still exists.
+        """
+        update = "ADD message_count :added"
+        values: dict[str, AttributeValueTypeDef] = {":added": {"N": str(added)}}
+        if record is not None:
+            update += f", {RECORDS_ATTRIBUTE} :record"
+            values[":record"] = {"SS": [record]}
+        try:
+            with _store_errors("UpdateItem", passing="ConditionalCheckFailedException"):
+                counted = self._client.update_item(
+                    TableName=self._table,
+                    Key=_header_key(session_id),
+                    UpdateExpression=update,
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues=values,
+                    ReturnValues="UPDATED_NEW",
+                )
+        except ClientError as exc:
+            raise SessionNotFound from exc  # deleted since it was read
+        return int(counted["Attributes"]["message_count"]["N"]) - added
 
     def _message_writes(
         self, session: Session, messages: Sequence[Message], first: int
@@ -253,27 +296,40 @@ class DynamoDBSessionStore:
         for position, message in enumerate(messages, start=first):
             item: Item = {
                 PARTITION_KEY: {"S": session.id},
-                SORT_KEY: {"S": f"{MESSAGE_PREFIX}{position:010d}"},
+                SORT_KEY: {"S": _message_sort_key(position)},
                 "role": {"S": message.role},
                 "content": {"S": message.content},
                 "created_at": {"N": repr(message.created_at)},
                 # Messages expire with their session: DynamoDB's TTL removes them all.
                 TTL_ATTRIBUTE: {"N": expires},
             }
-            writes.append({"Put": {"TableName": self._table, "Item": item}})
+            writes.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": item,
+                        # A position is written once: a bug elsewhere cannot overwrite a message.
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
         return writes
 
-    def _complete_claim(self, claimed: ClaimedResponse) -> TransactWriteItemTypeDef:
+    def _complete_claim(
+        self, claimed: ClaimedResponse, session: Session
+    ) -> TransactWriteItemTypeDef:
+        expires = _ttl(answer_expiry(claimed.claim, session))
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": _idempotency_key(claimed.claim.record_id),
-                "UpdateExpression": "SET #response = :response",
+                "UpdateExpression": "SET #response = :response, expires_at = :expires",
                 "ConditionExpression": "#token = :token",
                 "ExpressionAttributeNames": {"#response": "response", "#token": "token"},
                 "ExpressionAttributeValues": {
                     ":response": {"S": claimed.response},
                     ":token": {"S": claimed.claim.token},
+                    ":expires": {"N": str(expires)},
                 },
             }
         }
@@ -337,6 +393,10 @@ def _store_errors(operation: str, passing: str | None = None) -> Iterator[None]:
 def _back_off(attempt: int) -> None:
     """Capped so that all attempts together stay well under a second."""
     time.sleep(jittered_backoff(attempt, first=0.005, cap=0.1))
+
+
+def _message_sort_key(position: int) -> str:
+    return f"{MESSAGE_PREFIX}{position:0{POSITION_DIGITS}d}"
 
 
 def _header_key(session_id: str) -> Item:

@@ -8,6 +8,7 @@ conversation. Each call opens its own connection, so any thread may call any met
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, cast
@@ -19,8 +20,10 @@ from chat_api.store.base import (
     IdempotencyClaim,
     IdempotencyRecord,
     Message,
+    MessagePage,
     Role,
     Session,
+    answer_expiry,
     holds_key,
     is_live,
 )
@@ -54,6 +57,12 @@ CREATE TABLE IF NOT EXISTS idempotency (
     expires_at REAL NOT NULL,
     response TEXT
 );
+-- Which idempotency records hold a session's turns: they are deleted with it.
+CREATE TABLE IF NOT EXISTS session_idempotency (
+    session_id TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    PRIMARY KEY (session_id, record_id)
+);
 """
 
 
@@ -64,9 +73,13 @@ class SQLiteSessionStore:
         self._path = path
         self._busy_timeout = busy_timeout_seconds
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Conversations are private: only this user may read the file (SQLite gives its
+            # -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(path, 0o600)
         except OSError as exc:
-            raise StoreUnavailable(f"Cannot create the folder of {path}.") from exc
+            raise StoreUnavailable(f"Cannot create {path}.") from exc
         # Write-ahead logging lets readers go on while a turn is being written.
         with self._connection() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -113,11 +126,22 @@ class SQLiteSessionStore:
             if claimed_response is not None:
                 claim = claimed_response.claim
                 updated = db.execute(
-                    "UPDATE idempotency SET response = ? WHERE id = ? AND token = ?",
-                    (claimed_response.response, claim.record_id, claim.token),
+                    "UPDATE idempotency SET response = ?, expires_at = ?"
+                    " WHERE id = ? AND token = ?",
+                    (
+                        claimed_response.response,
+                        answer_expiry(claim, session),
+                        claim.record_id,
+                        claim.token,
+                    ),
                 )
                 if updated.rowcount != 1:
                     raise IdempotencyKeyInUse
+                db.execute(
+                    "INSERT OR IGNORE INTO session_idempotency (session_id, record_id)"
+                    " VALUES (?, ?)",
+                    (session.id, claim.record_id),
+                )
             db.executemany(
                 "INSERT INTO messages (session_id, role, content, created_at) VALUES (?, ?, ?, ?)",
                 [(session.id, m.role, m.content, m.created_at) for m in messages],
@@ -129,8 +153,35 @@ class SQLiteSessionStore:
             if _live_session(db, session_id, owner, now) is None:
                 return False
             db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+            db.execute(
+                "DELETE FROM idempotency WHERE id IN"
+                " (SELECT record_id FROM session_idempotency WHERE session_id = ?)",
+                (session_id,),
+            )
+            db.execute("DELETE FROM session_idempotency WHERE session_id = ?", (session_id,))
             db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         return True
+
+    def page(
+        self, session_id: str, owner: str, now: float, *, after: int | None, limit: int
+    ) -> MessagePage | None:
+        """A page of messages: up to `limit` after position `after` (see SessionStore)."""
+        with self._transaction(write=False) as db:
+            session = _live_session(db, session_id, owner, now)
+            if session is None:
+                return None
+            rows = db.execute(
+                "SELECT id, role, content, created_at FROM messages"
+                " WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (session_id, -1 if after is None else after, limit + 1),
+            ).fetchall()
+        kept = rows[:limit]
+        return MessagePage(
+            session=session,
+            messages=[Message(cast("Role", role), content, at) for _, role, content, at in kept],
+            positions=[row[0] for row in kept],
+            more=len(rows) > limit,
+        )
 
     def claim(self, claim: IdempotencyClaim) -> IdempotencyRecord | None:
         """Take the key for this request (None), or return the live record that holds it."""
@@ -210,6 +261,11 @@ def _purge_expired(db: sqlite3.Connection, now: float) -> None:
     """Drop what has expired, as DynamoDB's TTL does on AWS (the rules refuse it already)."""
     db.execute(
         "DELETE FROM messages WHERE session_id IN (SELECT id FROM sessions WHERE expires_at <= ?)",
+        (now,),
+    )
+    db.execute(
+        "DELETE FROM session_idempotency"
+        " WHERE session_id IN (SELECT id FROM sessions WHERE expires_at <= ?)",
         (now,),
     )
     db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
