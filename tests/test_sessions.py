@@ -488,7 +488,7 @@ def test_get_session_pages_through_a_long_conversation(api: TestClient) -> None:
 
 
 @pytest.mark.parametrize("params", [{"cursor": "abc"}, {"limit": 0}, {"limit": 101}])
-def test_get_session_with_a_bad_page_is_400(api: TestClient, params: dict[str, object]) -> None:
+def test_get_session_with_a_bad_page_is_400(api: TestClient, params: dict[str, str | int]) -> None:
     session_id = api.post("/chat", json={"message": "Hi"}).json()["session_id"]
 
     response = api.get(f"/sessions/{session_id}", params=params)
