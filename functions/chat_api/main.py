@@ -14,7 +14,7 @@ from chat_api.clients import close_openai_client
 from chat_api.config import Settings, get_settings
 from chat_api.errors import error_responses, register_error_handlers
 from chat_api.request_log import RequestLogMiddleware
-from chat_api.routes import chat, completions, health, sessions
+from chat_api.routes import chat, completions, health, page, sessions
 from chat_api.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def create_app() -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(completions.router)
     app.include_router(health.router)
+    app.include_router(page.router)
     register_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_allow_origins:
@@ -60,6 +61,7 @@ def create_app() -> FastAPI:
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
     app.add_middleware(RequestLogMiddleware)
     _warn_if_open(settings)
+    _warn_if_no_openai_key(settings)
     return app
 
 
@@ -69,4 +71,16 @@ def _warn_if_open(settings: Settings) -> None:
         logger.warning(
             "CLIENT_API_KEYS is not set: requests that arrive on a loopback address are served "
             "without a key, every other request gets 401 (API Gateway's own key check aside)."
+        )
+
+
+def _warn_if_no_openai_key(settings: Settings) -> None:
+    """Say at start-up, once, that chat answers 503 until an OpenAI key is configured."""
+    if settings.openai_api_key is None and not settings.openai_api_key_secret_id:
+        logger.warning(
+            "No OpenAI API key is configured: POST /chat and /v1/chat/completions answer 503. "
+            "Set OPENAI_API_KEY (in .env for make dev), or OPENAI_API_KEY_SECRET_ID to a "
+            "Secrets Manager secret that holds it. For a local OpenAI-compatible server, set "
+            "OPENAI_BASE_URL (e.g. http://localhost:11434/v1), OPENAI_MODEL and any non-empty "
+            "OPENAI_API_KEY."
         )
