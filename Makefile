@@ -17,7 +17,7 @@ PORT ?= 8000
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: help install dev test lint format invoke lint-template lint-workflows build build-ChatFunction \
-	deploy smoke bench chromium
+	deploy smoke bench chromium screenshots
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -98,6 +98,9 @@ smoke:  ## Check a deployed API: make smoke URL=<ApiUrl> KEY=<API key value>
 
 lint-workflows: install  ## actionlint (with shellcheck) on .github/workflows
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
+
+screenshots: install chromium  ## The README's screenshots of the chat page (docs/page-*.png)
+	PYTHONPATH=functions $(BIN)/python -m scripts.page_screenshots
 
 bench: build install  ## Benchmarks (cold start, warm, memory, throughput, size): prints bench/README.md's table
 	$(BIN)/python -m bench.run

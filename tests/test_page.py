@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -264,11 +265,14 @@ def test_reload_shows_the_conversation_from_the_server(
     assert sent[-3:] == ["First question", "Echo: First question", "Second question"]
 
 
-def test_stop_ends_the_answer_midway(page: Page, open_local: str, fake_openai: FakeOpenAI) -> None:
-    fake_openai.enqueue(
-        Reply(stream=stream_of("one two three four five six seven eight"), chunk_delay=0.2)
-    )
+def test_stop_ends_the_answer_midway_and_nothing_of_it_is_kept(
+    page: Page, open_local: str, fake_openai: FakeOpenAI
+) -> None:
     page.goto(open_local)
+    send(page, "First")
+    wait_for_answer(page, "Echo: First")
+    events = stream_of("one two three four five six seven eight nine ten")
+    fake_openai.enqueue(Reply(stream=events, chunk_delay=0.1))
     send(page, "Count")
     expect(answers(page).last).to_contain_text("one")
 
@@ -276,9 +280,17 @@ def test_stop_ends_the_answer_midway(page: Page, open_local: str, fake_openai: F
 
     answer = answers(page).last
     expect(answer).to_contain_text("Stopped")
-    expect(answer).not_to_contain_text("eight")
+    expect(answer).not_to_contain_text("ten")
     expect(page.get_by_role("button", name="Stop", exact=True)).to_be_hidden()
     expect(page.get_by_role("textbox", name="Message", exact=True)).to_be_focused()
+    # The server cancels the OpenAI call with the request: once the whole stream would have
+    # been sent, the fake was read no further and the turn was not stored.
+    stopped = fake_openai.requests[-1]
+    time.sleep(max(0.0, stopped.events_sent_at[0] + 0.1 * len(events) + 0.2 - time.monotonic()))
+    assert len(stopped.events_sent_at) < len(events)
+    session = page.evaluate("localStorage.getItem('chat-api.session')")
+    stored = httpx.get(f"{open_local}sessions/{session}").json()["messages"]
+    assert [message["content"] for message in stored] == ["First", "Echo: First"]
     send(page, "Again")
     wait_for_answer(page, "Echo: Again")
 

@@ -21,6 +21,8 @@ FUNCTION = "ChatFunction"
 SECRET_PARAMETER = "OpenAIKeySecretArn"
 TABLE = "SessionsTable"
 PUBLIC_ROUTES = [
+    ("GET", "/"),
+    ("GET", "/static/{path+}"),
     ("GET", "/health"),
     ("GET", "/docs"),
     ("GET", "/redoc"),
