@@ -32,6 +32,8 @@ from tests.fake_openai import FakeOpenAI, Reply, error_body, stream_of
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = "/Prod"
 PAYLOAD_FLAG = "window.pwned"
+GATEWAY_KEY = "gateway-key-of-the-usage-plan"
+KEYED_PREFIXES = (f"{STAGE}/chat", f"{STAGE}/sessions/", f"{STAGE}/v1/")
 HOSTILE_ANSWER = (
     'Look: <img src=x onerror="window.pwned=1"> <script>window.pwned=2</script> '
     '[click me](javascript:window.pwned=3) <a href="javascript:window.pwned=4">raw link</a> '
@@ -92,16 +94,24 @@ def wait_for_answer(page: Page, text: str, index: int = -1) -> None:
 
 
 def behind_stage(app: ASGIApp) -> ASGIApp:
-    """The app as API Gateway and Mangum present it: only below /Prod, with it as root path."""
+    """The app as the deployed REST API presents it: only below /Prod, with it as root path,
+    and API Gateway's own 403 for a keyed route without the API key."""
 
     async def staged(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(f"{STAGE}/"):
-            # What API Gateway answers for a path outside the stage.
-            await JSONResponse({"message": "Forbidden"}, status_code=403)(scope, receive, send)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
             return
-        await app(
-            {**scope, "root_path": STAGE} if scope["type"] == "http" else scope, receive, send
-        )
+        path = scope["path"]
+        headers = dict(scope["headers"])
+        refused = None
+        if not path.startswith(f"{STAGE}/"):
+            refused = {"message": "Forbidden"}
+        elif path.startswith(KEYED_PREFIXES) and headers.get(b"x-api-key") != GATEWAY_KEY.encode():
+            refused = {"error": "Missing or invalid API key: send it in the x-api-key header."}
+        if refused:
+            await JSONResponse(refused, status_code=403)(scope, receive, send)
+            return
+        await app({**scope, "root_path": STAGE}, receive, send)
 
     return staged
 
@@ -499,10 +509,10 @@ def test_missing_openai_key_is_shown_on_the_page(
     expect(page.get_by_role("article")).to_have_count(0)
 
 
-def test_page_works_below_the_stage_prefix(
+def test_page_works_below_the_stage_prefix_with_api_gateways_key(
     page: Page, configure: Configure, fake_openai: FakeOpenAI, serve: Serve
 ) -> None:
-    configure(CLIENT_API_KEYS=None)
+    configure(CLIENT_API_KEYS=None)  # API Gateway checks the key, as on AWS
     origin = serve(behind_stage)
     assert httpx.get(f"{origin}/").status_code == 403  # outside the stage, as on API Gateway
     requested: list[tuple[str, int]] = []
@@ -510,16 +520,22 @@ def test_page_works_below_the_stage_prefix(
 
     page.goto(f"{origin}{STAGE}/")
     send(page, "Hi")
+    key = page.get_by_label("API key", exact=True)
+    expect(key).to_be_focused()
+    key.fill(GATEWAY_KEY)
+    key.press("Enter")
     wait_for_answer(page, "Echo: Hi")
     page.reload()
     wait_for_answer(page, "Echo: Hi")
 
     paths = {urlsplit(url).path for url, _ in requested}
     assert {"/Prod/", "/Prod/static/app.js", "/Prod/chat"} <= paths
-    assert [
-        (url, status) for url, status in requested if not urlsplit(url).path.startswith("/Prod/")
-    ] == []
-    assert [(url, status) for url, status in requested if status >= 400] == []
+    outside = [url for url, _ in requested if not urlsplit(url).path.startswith("/Prod/")]
+    assert outside == []
+    # The one refusal is the first message, sent before the key was asked for.
+    assert [(urlsplit(url).path, status) for url, status in requested if status >= 400] == [
+        ("/Prod/chat", 403)
+    ]
 
 
 def test_page_fits_a_phone_screen(page: Page, open_local: str) -> None:
