@@ -13,9 +13,12 @@ CHECKOV_BIN := .venv-checkov/bin
 UV_BIN := .venv-uv/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 EVENT ?= events/chat.json
+PORT ?= 8000
+# The page tests drive Debian's Chromium: Playwright never downloads a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: help install dev test lint format invoke lint-template lint-workflows build build-ChatFunction \
-	deploy smoke bench lock
+	deploy smoke bench lock chromium screenshots
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -38,10 +41,10 @@ install: $(BIN)/.installed  ## Create .venv with the runtime and dev dependencie
 
 # Keyless local mode (ALLOW_KEYLESS_LOCALHOST): without CLIENT_API_KEYS, requests made on this
 # machine to localhost need no key; the app says so at start-up. Set it to false to turn it off.
-dev: install  ## Serve the API on http://localhost:8000 with reload (reads .env if present)
+dev: install  ## Serve the API and its chat page on http://localhost:$(PORT) (default 8000) with reload
 	@echo "make dev: keyless local mode is on (ALLOW_KEYLESS_LOCALHOST=$${ALLOW_KEYLESS_LOCALHOST:-true}) unless CLIENT_API_KEYS is set"
 	ALLOW_KEYLESS_LOCALHOST=$${ALLOW_KEYLESS_LOCALHOST:-true} $(BIN)/uvicorn chat_api.main:create_app --factory --app-dir functions \
-		--host 127.0.0.1 --port 8000 --reload --reload-dir functions \
+		--host 127.0.0.1 --port $(PORT) --reload --reload-dir functions \
 		$(if $(wildcard .env),--env-file .env)
 
 lint: install  ## ruff (lint and format check) and mypy --strict
@@ -53,8 +56,13 @@ format: install  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint lint-template lint-workflows build  ## Lint, build the artifact, then run the whole test suite (no network)
+test: lint lint-template lint-workflows build chromium  ## Lint, build the artifact, then run the whole test suite (no network)
 	$(BIN)/pytest
+
+# The browser the page tests drive (tests/browser.py finds it); CI runs as root on Debian.
+chromium:
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell; }
 
 invoke: install  ## Run EVENT (default events/chat.json) through the real Lambda handler in-process
 	PYTHONPATH=functions $(BIN)/python scripts/invoke.py $(EVENT)
@@ -107,6 +115,9 @@ lock: $(UV_BIN)/.installed  ## Regenerate requirements.lock (pins and hashes) af
 
 lint-workflows: install  ## actionlint (with shellcheck) on .github/workflows
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/actionlint
+
+screenshots: install chromium  ## The README's screenshots of the chat page (docs/page-*.png)
+	PYTHONPATH=functions $(BIN)/python -m scripts.page_screenshots
 
 bench: build install  ## Benchmarks (cold start, warm, memory, throughput, size): prints bench/README.md's table
 	$(BIN)/python -m bench.run

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import pytest
@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from mangum import Mangum
 from moto import mock_aws
 from scripts.invoke import LocalContext
+from starlette.types import ASGIApp
 
 from chat_api.clients import close_openai_client, get_session_store, reset_clients
 from chat_api.config import Settings, get_settings
@@ -43,7 +44,15 @@ STORES = ["sqlite", "dynamodb"]
 Configure = Callable[..., None]
 AppClient = Callable[[], TestClient]
 ReadLogs = Callable[[], list[dict[str, Any]]]
-Serve = Callable[[], str]
+Wrapper = Callable[[ASGIApp], ASGIApp]
+
+
+class Serve(Protocol):
+    """Start the app under uvicorn, optionally wrapped in another ASGI app; its URL."""
+
+    def __call__(self, around: Wrapper | None = None) -> str: ...
+
+
 LambdaEvent = dict[str, Any]
 
 
@@ -225,9 +234,11 @@ def serve(fake_openai: FakeOpenAI) -> Iterator[Serve]:
     """Start the app under uvicorn on a loopback port (from the current environment); its URL."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start() -> str:
+    def start(around: Wrapper | None = None) -> str:
+        # A factory: the app is built in the server's thread, from the environment of then.
+        factory = (lambda: around(create_app())) if around else create_app
         config = uvicorn.Config(
-            create_app, factory=True, host="127.0.0.1", port=0, log_level="warning"
+            factory, factory=True, host="127.0.0.1", port=0, log_level="warning"
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)

@@ -211,6 +211,21 @@ def test_artifact_ships_the_app_as_in_the_repository(artifact: Path) -> None:
         ).read_bytes()
 
 
+def test_artifact_ships_the_page_and_its_static_files(artifact: Path) -> None:
+    static = APP_SOURCE / "static"
+    sources = {path.relative_to(static) for path in _files(static)}
+    shipped = {
+        path.relative_to(artifact / "chat_api" / "static")
+        for path in _files(artifact / "chat_api" / "static")
+    }
+    assert sources >= {Path("index.html"), Path("app.js"), Path("app.css")}
+    assert shipped == sources
+    for relative in sources:
+        assert (artifact / "chat_api" / "static" / relative).read_bytes() == (
+            static / relative
+        ).read_bytes()
+
+
 @pytest.mark.parametrize(("project", "version"), sorted(_pins().items()))
 def test_artifact_holds_each_pinned_runtime_requirement(
     artifact: Path, project: str, version: str

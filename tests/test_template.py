@@ -32,6 +32,8 @@ FUNCTION = "ChatFunction"
 SECRET_PARAMETER = "OpenAIKeySecretArn"
 TABLE = "SessionsTable"
 PUBLIC_ROUTES = [
+    ("GET", "/"),
+    ("GET", "/static/{path+}"),
     ("GET", "/health"),
     ("GET", "/docs"),
     ("GET", "/redoc"),
@@ -283,6 +285,12 @@ def _resource_path(path: str) -> str:
     return "/" + path.replace("/", "~1")
 
 
+def _throttle_parameters(path: str) -> tuple[str, str]:
+    """The rate and burst parameters of a public route: the page's files load four at once."""
+    prefix = "Page" if path.startswith("/static/") else "Public"
+    return f"{prefix}ThrottleRateLimit", f"{prefix}ThrottleBurstLimit"
+
+
 def test_every_route_without_a_key_has_a_stage_throttle_for_all_callers(
     template: dict[str, Any], translated: dict[str, Any]
 ) -> None:
@@ -292,8 +300,9 @@ def test_every_route_without_a_key_has_a_stage_throttle_for_all_callers(
     assert sorted(_unkeyed_routes(template)) == sorted(PUBLIC_ROUTES)
     for method, path in PUBLIC_ROUTES:
         setting = throttled[(method, _resource_path(path))]
-        assert setting["ThrottlingRateLimit"] == {"Ref": "PublicThrottleRateLimit"}
-        assert setting["ThrottlingBurstLimit"] == {"Ref": "PublicThrottleBurstLimit"}
+        rate, burst = _throttle_parameters(path)
+        assert setting["ThrottlingRateLimit"] == {"Ref": rate}
+        assert setting["ThrottlingBurstLimit"] == {"Ref": burst}
     stage = _resource_of_type(translated, "AWS::ApiGateway::Stage")
     assert stage["Properties"]["MethodSettings"] == settings
 
@@ -315,10 +324,14 @@ def test_anonymous_bursts_leave_reserved_concurrency_for_keyed_callers(
     template: dict[str, Any],
 ) -> None:
     parameters = template["Parameters"]
-    for name in ["PublicThrottleRateLimit", "PublicThrottleBurstLimit"]:
-        assert parameters[name]["Type"] == "Number"
-        assert parameters[name]["MinValue"] <= parameters[name]["Default"]
-    bursts = len(PUBLIC_ROUTES) * parameters["PublicThrottleBurstLimit"]["Default"]
+    for prefix in ["Public", "Page"]:
+        for name in [f"{prefix}ThrottleRateLimit", f"{prefix}ThrottleBurstLimit"]:
+            assert parameters[name]["Type"] == "Number"
+            assert parameters[name]["MinValue"] <= parameters[name]["Default"]
+    assert parameters["PageThrottleBurstLimit"]["Default"] >= 4  # a page load's four files
+    bursts = sum(
+        parameters[_throttle_parameters(path)[1]]["Default"] for _, path in PUBLIC_ROUTES
+    )
     assert bursts < parameters["ReservedConcurrency"]["Default"]
 
 

@@ -60,6 +60,7 @@ def create_app() -> FastAPI:
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
     app.add_middleware(RequestLogMiddleware)
     _warn_if_open(settings)
+    _warn_if_no_openai_key(settings)
     return app
 
 
@@ -82,4 +83,16 @@ def _warn_if_open(settings: Settings) -> None:
         logger.warning(
             "CLIENT_API_KEYS is not set: every request without an API Gateway key gets 401. "
             "Set CLIENT_API_KEYS, or ALLOW_KEYLESS_LOCALHOST=true for local development."
+        )
+
+
+def _warn_if_no_openai_key(settings: Settings) -> None:
+    """Say at start-up, once, that chat answers 503 until an OpenAI key is configured."""
+    if settings.openai_api_key is None and not settings.openai_api_key_secret_id:
+        logger.warning(
+            "No OpenAI API key is configured: POST /chat and /v1/chat/completions answer 503. "
+            "Set OPENAI_API_KEY (in .env for make dev), or OPENAI_API_KEY_SECRET_ID to a "
+            "Secrets Manager secret that holds it. For a local OpenAI-compatible server, set "
+            "OPENAI_BASE_URL (e.g. http://localhost:11434/v1), OPENAI_MODEL and any non-empty "
+            "OPENAI_API_KEY."
         )
