@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 
 import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from mangum import Mangum
+from scripts.invoke import LocalContext
 
 from chat_api.config import InvalidConfiguration, get_settings
 from chat_api.errors import UnexpectedErrorMiddleware
@@ -179,6 +183,32 @@ def test_unexpected_error_is_one_structured_record_with_request_id_and_frames(
     everything = str(records) + capsys.readouterr().out + caplog.text
     assert TEST_OPENAI_KEY not in everything
     assert "upstream said" not in everything
+
+
+def test_unexpected_error_through_mangum_prints_no_traceback(
+    request_logs: ReadLogs, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    event = load_event("health.json", path="/boom", resource="/boom")
+    event["requestContext"] = {**event["requestContext"], "path": "/Prod/boom"}
+    # Mangum runs on the current event loop, as the handler module sets one up on Lambda.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        result = Mangum(_exploding_app(), lifespan="off")(event, LocalContext())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+    assert result["statusCode"] == 500
+    assert json.loads(result["body"]) == {"error": "Internal server error."}
+    [error] = [r for r in request_logs() if r["message"] == "unexpected error"]
+    assert error["request_id"] == event["requestContext"]["requestId"]
+    # Mangum logs "An error occurred running the application." with the traceback when an
+    # exception reaches it; none does.
+    assert "An error occurred" not in caplog.text
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    assert TEST_OPENAI_KEY not in printed.out + printed.err + caplog.text
 
 
 def test_start_up_configuration_error_shows_no_secret(configure: Configure) -> None:

@@ -329,9 +329,7 @@ def test_anonymous_bursts_leave_reserved_concurrency_for_keyed_callers(
             assert parameters[name]["Type"] == "Number"
             assert parameters[name]["MinValue"] <= parameters[name]["Default"]
     assert parameters["PageThrottleBurstLimit"]["Default"] >= 4  # a page load's four files
-    bursts = sum(
-        parameters[_throttle_parameters(path)[1]]["Default"] for _, path in PUBLIC_ROUTES
-    )
+    bursts = sum(parameters[_throttle_parameters(path)[1]]["Default"] for _, path in PUBLIC_ROUTES)
     assert bursts < parameters["ReservedConcurrency"]["Default"]
 
 
