@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from scripts.invoke import LocalContext
 
 import chat_api.routes
 from tests.conftest import Invoke, ReadLogs, body_of, load_event
 from tests.fake_openai import FakeOpenAI, Reply, error_body
+from tests.lambda_context import LambdaContext
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
@@ -143,7 +143,7 @@ def test_handler_import_raises_no_deprecation_warning() -> None:
 
 
 def test_log_line_carries_the_gateway_and_lambda_request_ids(
-    invoke: Invoke, lambda_context: LocalContext, request_logs: ReadLogs
+    invoke: Invoke, lambda_context: LambdaContext, request_logs: ReadLogs
 ) -> None:
     event = load_event("chat.json")
 
@@ -155,7 +155,7 @@ def test_log_line_carries_the_gateway_and_lambda_request_ids(
 
 
 def test_lambda_remaining_time_bounds_the_upstream_call(
-    invoke: Invoke, lambda_context: LocalContext, fake_openai: FakeOpenAI
+    invoke: Invoke, lambda_context: LambdaContext, fake_openai: FakeOpenAI
 ) -> None:
     # 2 s left in the invocation, 1 s margin: the service answers after about 1 s.
     lambda_context.remaining_ms = 2_000
@@ -177,9 +177,9 @@ def test_first_chat_in_a_fresh_container_imports_no_aws_sdk(
         "import json, sys; from chat_api.handler import handler; "
         "from chat_api.clients import get_openai_client; "
         "created_at_import = get_openai_client.cache_info().currsize; "
-        "from scripts.invoke import LocalContext; "
+        "from tests.lambda_context import LambdaContext; "
         "event = json.load(open('events/chat.json')); "
-        "status = handler(event, LocalContext())['statusCode']; "
+        "status = handler(event, LambdaContext())['statusCode']; "
         "print(json.dumps([created_at_import, status, 'boto3' in sys.modules]))"
     )
     result = subprocess.run(
