@@ -1,4 +1,5 @@
-"""The deadline-aware retry loop against a loopback OpenAI that injects each fault."""
+"""OpenAI's failures against a loopback OpenAI that injects each: honest, documented statuses
+without upstream text, and the deadline-aware retry loop."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chat_api.services.upstream import retry_after_seconds
-from tests.conftest import AppClient, Configure
+from tests.conftest import TEST_OPENAI_KEY, AppClient, Configure
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
 RATE_LIMITED = error_body("Rate limit reached", "requests", "rate_limit_exceeded")
 SERVER_ERROR = error_body("The server had an error", "server_error")
+UPSTREAM_SECRET_TEXT = "Incorrect API key provided: sk-test-****cdef"
 
 
 @pytest.fixture
@@ -50,6 +52,7 @@ def test_429_on_every_try_returns_429_with_retry_after(
 
     assert response.status_code == 429
     assert response.headers["retry-after"] == "1"
+    assert response.json() == {"error": "OpenAI is rate-limiting this service. Try again later."}
     assert len(fake_openai.requests) == 3
 
 
@@ -193,6 +196,76 @@ def test_backoff_that_would_pass_the_deadline_is_not_taken(
     assert response.status_code == 502
     assert len(fake_openai.requests) == 1
     assert elapsed < 1.0
+
+
+# --- a single attempt (the `client` fixture retries nothing) ---------------------------------
+
+
+def test_upstream_retry_after_ms_is_rounded_up_to_seconds(
+    client: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(
+        Reply(
+            status=429, body=error_body("slow down", "requests"), headers={"retry-after-ms": "1500"}
+        )
+    )
+
+    response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "2"
+
+
+def test_rejected_key_returns_502_without_the_upstream_text(
+    client: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(
+        Reply(status=401, body=error_body(UPSTREAM_SECRET_TEXT, "invalid_request_error"))
+    )
+
+    response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert response.json() == {"error": "OpenAI rejected the service's configured API key."}
+    assert "sk-" not in response.text
+
+
+def test_upstream_timeout_returns_504(
+    fake_openai: FakeOpenAI, configure: Configure, app_client: AppClient
+) -> None:
+    configure(OPENAI_TIMEOUT_SECONDS="0.2")
+    fake_openai.enqueue(Reply(delay=1.0))
+
+    with app_client() as client:
+        response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 504
+    assert response.json() == {"error": "OpenAI did not answer in time. Try again."}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"id": "chatcmpl-1", "choices": [', b"not json at all", b'{"choices": []}'],
+    ids=["truncated", "not-json", "no-choices"],
+)
+def test_malformed_upstream_body_returns_502(
+    client: TestClient, fake_openai: FakeOpenAI, body: bytes
+) -> None:
+    fake_openai.enqueue(Reply(body=body))
+
+    response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert response.json()["error"] == "OpenAI returned a response the service could not read."
+
+
+def test_unreachable_upstream_returns_502(client: TestClient, fake_openai: FakeOpenAI) -> None:
+    fake_openai.stop()
+
+    response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert TEST_OPENAI_KEY not in response.text
 
 
 @pytest.mark.parametrize(
