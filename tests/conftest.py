@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -278,6 +279,15 @@ def serve(fake_openai: FakeOpenAI) -> Iterator[Serve]:
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def import_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], ModuleType]]:
+    """Import the handler module afresh, as a new container would; close its loop after."""
+    monkeypatch.delitem(sys.modules, "chat_api.handler", raising=False)
+    yield lambda: importlib.import_module("chat_api.handler")
+    asyncio.get_event_loop_policy().get_event_loop().close()
+    asyncio.set_event_loop(None)
 
 
 class LambdaRuntime:
