@@ -106,6 +106,7 @@ def test_chat_stream_without_content_ends_with_an_error_event(
     events = events_of(http.post("/chat", json=STREAM_HI))
 
     assert [e.event for e in events] == ["error"]
+    assert events[0].json() == {"error": "OpenAI returned a response the service could not read."}
 
 
 def test_chat_stream_refused_before_it_starts_is_a_plain_json_error(
