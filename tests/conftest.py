@@ -50,6 +50,17 @@ Serve = Callable[[], str]
 LambdaEvent = dict[str, Any]
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how to run the artifact tests when pyproject's default `-m "not artifact"` left
+    them out (next to the count of deselected tests, and under -q too)."""
+    deselected = terminalreporter.stats.get("deselected", [])
+    if any(item.get_closest_marker("artifact") for item in deselected):
+        terminalreporter.write_line(
+            "artifact tests deselected (they read .aws-sam/build): `make test` builds and runs "
+            "them, or `make build` then `pytest -m artifact`"
+        )
+
+
 def clear_caches() -> None:
     """Forget settings and clients, so the next request reads the environment again."""
     reset_clients()
