@@ -7,6 +7,7 @@ import importlib
 import io
 import json
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -35,7 +36,9 @@ from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from tests.fake_openai import FakeOpenAI
 from tests.lambda_context import LambdaContext
 
-EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS_DIR = ROOT / "events"
+FUNCTIONS_DIR = ROOT / "functions"
 TEST_OPENAI_KEY = "sk-test-canary-0123456789abcdef"
 # The client key the sample events carry; tests configure it as the one accepted key.
 CLIENT_API_KEY = "EXAMPLE-not-a-real-api-key-0000000000000"
@@ -256,6 +259,21 @@ def request_logs() -> Iterator[ReadLogs]:
 def lambda_context() -> LambdaContext:
     """A Lambda context with the full time budget left."""
     return LambdaContext()
+
+
+def run_python(
+    code: str, *flags: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter, as a new container would (from the repository root,
+    the app and `tests` importable, no variable of this process's environment)."""
+    return subprocess.run(
+        [sys.executable, *flags, "-c", code],
+        capture_output=True,
+        text=True,
+        check=check,
+        cwd=ROOT,
+        env={"PYTHONPATH": f"{FUNCTIONS_DIR}:{ROOT}", **(env or {})},
+    )
 
 
 def load_event(name: str, **overrides: Any) -> dict[str, Any]:

@@ -178,21 +178,21 @@ def test_unreadable_secret_refuses_with_503_before_calling_openai(
 # --- no keys configured ----------------------------------------------------------------------
 
 
-def test_without_keys_a_request_on_loopback_is_served(
-    fake_openai: FakeOpenAI, configure: Configure, serve: Serve
-) -> None:
+@pytest.fixture
+def keyless(fake_openai: FakeOpenAI, configure: Configure) -> None:
+    """No client keys configured anywhere (no secret either)."""
     configure(CLIENT_API_KEYS=None)
 
+
+@pytest.mark.usefixtures("keyless")
+def test_without_keys_a_request_on_loopback_is_served(serve: Serve) -> None:
     response = httpx2.post(f"{serve()}/chat", json=HI)
 
     assert response.status_code == 200
 
 
-def test_without_keys_a_request_not_on_loopback_is_refused(
-    fake_openai: FakeOpenAI, configure: Configure
-) -> None:
-    configure(CLIENT_API_KEYS=None)
-
+@pytest.mark.usefixtures("keyless")
+def test_without_keys_a_request_not_on_loopback_is_refused(fake_openai: FakeOpenAI) -> None:
     with TestClient(create_app()) as client:  # its server address is "testserver"
         response = client.post("/chat", json=HI)
 
@@ -200,10 +200,10 @@ def test_without_keys_a_request_not_on_loopback_is_refused(
     assert fake_openai.requests == []
 
 
+@pytest.mark.usefixtures("keyless")
 def test_without_keys_lambda_is_refused_even_with_a_localhost_host_header(
-    lambda_runtime: LambdaRuntime, configure: Configure, fake_openai: FakeOpenAI
+    lambda_runtime: LambdaRuntime, fake_openai: FakeOpenAI
 ) -> None:
-    configure(CLIENT_API_KEYS=None)
     event = load_event("chat-function-url.json")
     event["headers"] = {**event["headers"], "host": "127.0.0.1"}
 
@@ -213,11 +213,8 @@ def test_without_keys_lambda_is_refused_even_with_a_localhost_host_header(
     assert fake_openai.requests == []
 
 
-def test_start_up_says_when_no_keys_are_configured(
-    configure: Configure, caplog: pytest.LogCaptureFixture
-) -> None:
-    configure(CLIENT_API_KEYS=None)
-
+@pytest.mark.usefixtures("keyless")
+def test_start_up_says_when_no_keys_are_configured(caplog: pytest.LogCaptureFixture) -> None:
     create_app()
 
     assert "CLIENT_API_KEYS is not set" in caplog.text

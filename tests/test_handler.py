@@ -7,8 +7,6 @@ import importlib
 import inspect
 import json
 import pkgutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +16,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 import chat_api.routes
-from tests.conftest import Configure, Invoke, ReadLogs, body_of, load_event
+from tests.conftest import Configure, Invoke, ReadLogs, body_of, load_event, run_python
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 from tests.lambda_context import LambdaContext
-
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
 @pytest.mark.parametrize(
@@ -131,13 +127,7 @@ def test_upstream_rate_limit_through_the_handler_keeps_retry_after(
 
 
 def test_handler_import_raises_no_deprecation_warning() -> None:
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", "import chat_api.handler"],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": str(FUNCTIONS_DIR)},
-        check=False,
-    )
+    result = run_python("import chat_api.handler", "-W", "error", check=False)
 
     assert result.returncode == 0, result.stderr
 
@@ -185,14 +175,9 @@ def test_first_chat_in_a_fresh_container_imports_no_aws_sdk(
         "status = handler(event, LambdaContext())['statusCode']; "
         "print(json.dumps([created_at_import, status, 'boto3' in sys.modules]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=FUNCTIONS_DIR.parent,
+    result = run_python(
+        code,
         env={
-            "PYTHONPATH": f"{FUNCTIONS_DIR}:{FUNCTIONS_DIR.parent}",
             "OPENAI_API_KEY": "sk-test",
             "OPENAI_BASE_URL": fake_openai.base_url,
             "SESSIONS_DB_PATH": str(tmp_path / "sessions.sqlite3"),
