@@ -47,7 +47,8 @@ format: install  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 test: lint lint-template lint-workflows build  ## Lint, build the artifact, then run the whole test suite (no network)
-	$(BIN)/pytest -m ""  # with the artifact tests: the build above made what they read
+	$(BIN)/pytest -m "" --cov=chat_api --cov-branch --cov-report=term-missing:skip-covered \
+		--cov-fail-under=97  # -m "": the artifact tests too (the build above made what they read)
 
 invoke: install  ## Run EVENT (default events/chat.json) through the real Lambda handler in-process
 	PYTHONPATH=functions $(BIN)/python scripts/invoke.py $(EVENT)
