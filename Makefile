@@ -57,7 +57,8 @@ format: install  ## Apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 test: lint lint-template lint-workflows build chromium  ## Lint, build the artifact, then run the whole test suite (no network)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "" --cov=chat_api --cov-branch --cov-report=term-missing:skip-covered \
+		--cov-fail-under=97  # -m "": the artifact tests too (the build above made what they read)
 
 # The browser the page tests drive (tests/browser.py finds it); CI runs as root on Debian.
 chromium:

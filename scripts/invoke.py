@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class LocalContext:
-    """Stands in for the context object Lambda passes to the handler (tests use it too)."""
+    """Stands in for the context object Lambda passes to the handler."""
 
     function_name: str = "ChatFunction"
     function_version: str = "$LATEST"

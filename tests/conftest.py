@@ -7,22 +7,24 @@ import importlib
 import io
 import json
 import logging
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import boto3
+import httpx2
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from mangum import Mangum
 from moto import mock_aws
-from scripts.invoke import LocalContext
 from starlette.types import ASGIApp
 
 from chat_api.clients import close_openai_client, get_session_store, reset_clients
@@ -33,12 +35,16 @@ from chat_api.request_log import get_logger, get_metrics
 from chat_api.store.base import SessionStore
 from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from tests.fake_openai import FakeOpenAI
+from tests.lambda_context import LambdaContext
 
-EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS_DIR = ROOT / "events"
+FUNCTIONS_DIR = ROOT / "functions"
 TEST_OPENAI_KEY = "sk-test-canary-0123456789abcdef"
 # The client key the sample events carry; tests configure it as the one accepted key.
 CLIENT_API_KEY = "EXAMPLE-not-a-real-api-key-0000000000000"
 SESSIONS_TABLE = "chat-sessions-test"
+SECRET_NAME = "chat-api/openai"
 STORES = ["sqlite", "dynamodb"]
 
 Configure = Callable[..., None]
@@ -54,6 +60,17 @@ class Serve(Protocol):
 
 
 LambdaEvent = dict[str, Any]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how to run the artifact tests when pyproject's default `-m "not artifact"` left
+    them out (next to the count of deselected tests, and under -q too)."""
+    deselected = terminalreporter.stats.get("deselected", [])
+    if any(item.get_closest_marker("artifact") for item in deselected):
+        terminalreporter.write_line(
+            "artifact tests deselected (they read .aws-sam/build): `make test` builds and runs "
+            "them, or `make build` then `pytest -m artifact`"
+        )
 
 
 def clear_caches() -> None:
@@ -174,6 +191,37 @@ def create_sessions_table(name: str = SESSIONS_TABLE) -> None:
     )
 
 
+class Secrets:
+    """Secrets Manager in moto, and the service pointed at a secret in it."""
+
+    def __init__(self, configure: Configure) -> None:
+        self.client = boto3.client("secretsmanager")
+        self._configure = configure
+
+    def serve_key_from(self, name: str = SECRET_NAME) -> None:
+        """Configure the service as on AWS: no OpenAI key in the environment, only the secret."""
+        self._configure(OPENAI_API_KEY=None, OPENAI_API_KEY_SECRET_ID=name)
+
+    def create(self, value: str | dict[str, Any], name: str = SECRET_NAME) -> None:
+        """Store the secret `name`; a dict is stored as JSON, as the template's secret is."""
+        self.client.create_secret(Name=name, SecretString=_secret_string(value))
+
+    def rotate(self, value: str | dict[str, Any], name: str = SECRET_NAME) -> None:
+        """Give the secret a new value, as a rotation does."""
+        self.client.put_secret_value(SecretId=name, SecretString=_secret_string(value))
+
+
+def _secret_string(value: str | dict[str, Any]) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@pytest.fixture
+def secrets(configure: Configure) -> Iterator[Secrets]:
+    """Secrets Manager in moto, empty until the test creates a secret."""
+    with mock_aws():
+        yield Secrets(configure)
+
+
 @pytest.fixture
 def sessions_table() -> Iterator[str]:
     """The sessions table in moto; its name."""
@@ -217,9 +265,24 @@ def request_logs() -> Iterator[ReadLogs]:
 
 
 @pytest.fixture
-def lambda_context() -> LocalContext:
+def lambda_context() -> LambdaContext:
     """A Lambda context with the full time budget left."""
-    return LocalContext()
+    return LambdaContext()
+
+
+def run_python(
+    code: str, *flags: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter, as a new container would (from the repository root,
+    the app and `tests` importable, no variable of this process's environment)."""
+    return subprocess.run(
+        [sys.executable, *flags, "-c", code],
+        capture_output=True,
+        text=True,
+        check=check,
+        cwd=ROOT,
+        env={"PYTHONPATH": f"{FUNCTIONS_DIR}:{ROOT}", **(env or {})},
+    )
 
 
 def load_event(name: str, **overrides: Any) -> dict[str, Any]:
@@ -258,6 +321,15 @@ def serve(fake_openai: FakeOpenAI) -> Iterator[Serve]:
         thread.join(timeout=5)
 
 
+@pytest.fixture
+def import_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], ModuleType]]:
+    """Import the handler module afresh, as a new container would; close its loop after."""
+    monkeypatch.delitem(sys.modules, "chat_api.handler", raising=False)
+    yield lambda: importlib.import_module("chat_api.handler")
+    asyncio.get_event_loop_policy().get_event_loop().close()
+    asyncio.set_event_loop(None)
+
+
 class LambdaRuntime:
     """The real handler module, imported as Lambda would, invoked on its own event loop.
 
@@ -265,7 +337,7 @@ class LambdaRuntime:
     thread does; so a test may invoke from inside `asyncio.run` (an async SDK client) too.
     """
 
-    def __init__(self, context: LocalContext) -> None:
+    def __init__(self, context: LambdaContext) -> None:
         sys.modules.pop("chat_api.handler", None)
         module = importlib.import_module("chat_api.handler")
         self._handler: Mangum = module.handler
@@ -296,7 +368,7 @@ class LambdaRuntime:
 
 @pytest.fixture
 def lambda_runtime(
-    fake_openai: FakeOpenAI, lambda_context: LocalContext
+    fake_openai: FakeOpenAI, lambda_context: LambdaContext
 ) -> Iterator[LambdaRuntime]:
     """The Lambda handler, fresh from the configured environment."""
     runtime = LambdaRuntime(lambda_context)
@@ -316,3 +388,8 @@ def invoke(lambda_runtime: LambdaRuntime) -> Invoke:
 def body_of(response: dict[str, Any]) -> Any:
     """The JSON body of a Lambda proxy response."""
     return json.loads(response["body"])
+
+
+def events_of(response: httpx2.Response) -> list[httpx2.ServerSentEvent]:
+    """The response parsed as SSE by httpx2's parser (which also checks the content type)."""
+    return list(httpx2.EventSource(response))

@@ -40,6 +40,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     json: dict[str, Any]
+    # When the request arrived (monotonic clock): tests check the spacing of retries with it.
+    received_at: float = field(default_factory=time.monotonic)
     # When each streamed event left the server (monotonic clock).
     events_sent_at: list[float] = field(default_factory=list)
 

@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 from fastapi.testclient import TestClient
-from moto import mock_aws
 
 from chat_api.config import get_settings
 from chat_api.deps import key_source_dependency
 from chat_api.keys import FIRST_BACKOFF_SECONDS, KeySource
 from chat_api.main import create_app
-from tests.conftest import CLIENT_API_KEY, TEST_OPENAI_KEY, AppClient, Configure
+from tests.conftest import (
+    CLIENT_API_KEY,
+    SECRET_NAME,
+    TEST_OPENAI_KEY,
+    AppClient,
+    Clock,
+    Configure,
+    Secrets,
+    run_python,
+)
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-SECRET_NAME = "chat-api/openai"
 SECRET_KEY = "sk-from-secrets-manager-42"
 
 
 @pytest.fixture
-def secrets() -> Iterator[object]:
-    """Secrets Manager, in moto."""
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="us-east-1")
-
-
-@pytest.fixture
-def key_from_secret(fake_openai: FakeOpenAI, configure: Configure, secrets: object) -> None:
+def key_from_secret(fake_openai: FakeOpenAI, secrets: Secrets) -> None:
     """The service set up as on AWS: no key in the environment, only the secret's id."""
-    configure(OPENAI_API_KEY=None, OPENAI_API_KEY_SECRET_ID=SECRET_NAME)
+    secrets.serve_key_from()
 
 
 def sent_key(fake_openai: FakeOpenAI) -> str:
@@ -46,13 +41,16 @@ def sent_key(fake_openai: FakeOpenAI) -> str:
 @pytest.mark.usefixtures("key_from_secret")
 @pytest.mark.parametrize(
     "secret_string",
-    [SECRET_KEY, json.dumps({"OPENAI_API_KEY": SECRET_KEY, "other": "x"})],
+    [SECRET_KEY, {"OPENAI_API_KEY": SECRET_KEY, "other": "x"}],
     ids=["plain", "json"],
 )
 def test_key_is_read_from_secrets_manager(
-    secrets: object, fake_openai: FakeOpenAI, app_client: AppClient, secret_string: str
+    secrets: Secrets,
+    fake_openai: FakeOpenAI,
+    app_client: AppClient,
+    secret_string: str | dict[str, str],
 ) -> None:
-    boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=secret_string)
+    secrets.create(secret_string)
 
     with app_client() as client:
         response = client.post("/chat", json={"message": "hi"})
@@ -69,18 +67,18 @@ def test_key_is_read_from_secrets_manager(
 )
 def test_secret_is_cached_for_its_ttl(
     fake_openai: FakeOpenAI,
+    secrets: Secrets,
     configure: Configure,
     app_client: AppClient,
     ttl: str,
     second_key: str,
 ) -> None:
     configure(SECRET_CACHE_TTL_SECONDS=ttl)
-    secrets_manager = boto3.client("secretsmanager")
-    secrets_manager.create_secret(Name=SECRET_NAME, SecretString=SECRET_KEY)
+    secrets.create(SECRET_KEY)
 
     with app_client() as client:
         client.post("/chat", json={"message": "one"})
-        secrets_manager.put_secret_value(SecretId=SECRET_NAME, SecretString="sk-rotated")
+        secrets.rotate("sk-rotated")
         client.post("/chat", json={"message": "two"})
 
     sent = [request.headers["authorization"] for request in fake_openai.requests]
@@ -102,9 +100,9 @@ def test_missing_secret_is_503_and_openai_is_not_called(
 @pytest.mark.usefixtures("key_from_secret")
 @pytest.mark.parametrize("secret_string", ["   ", '{"api_key": "sk-wrong-field"}', "{not json"])
 def test_secret_without_a_key_is_503(
-    fake_openai: FakeOpenAI, app_client: AppClient, secret_string: str
+    fake_openai: FakeOpenAI, secrets: Secrets, app_client: AppClient, secret_string: str
 ) -> None:
-    boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=secret_string)
+    secrets.create(secret_string)
 
     with app_client() as client:
         response = client.post("/chat", json={"message": "hi"})
@@ -150,27 +148,18 @@ def test_boto3_is_not_imported_without_a_secret() -> None:
         "import sys; import chat_api.handler; "
         "print(any(m in sys.modules for m in ('boto3', 'botocore.session', 'botocore.client')))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PYTHONPATH": str(FUNCTIONS_DIR)},
-    )
-
-    assert result.stdout.strip() == "False"
+    assert run_python(code).stdout.strip() == "False"
 
 
 @pytest.mark.usefixtures("key_from_secret")
 def test_rotated_secret_is_refetched_once_on_401(
-    fake_openai: FakeOpenAI, app_client: AppClient
+    fake_openai: FakeOpenAI, secrets: Secrets, app_client: AppClient
 ) -> None:
-    client_sm = boto3.client("secretsmanager")
-    client_sm.create_secret(Name=SECRET_NAME, SecretString=SECRET_KEY)
+    secrets.create(SECRET_KEY)
 
     with app_client() as client:
         client.post("/chat", json={"message": "warm the cache"})
-        client_sm.put_secret_value(SecretId=SECRET_NAME, SecretString="sk-rotated")
+        secrets.rotate("sk-rotated")
         fake_openai.enqueue(Reply(status=401, body=error_body("revoked", "invalid_request_error")))
         response = client.post("/chat", json={"message": "after rotation"})
 
@@ -182,11 +171,21 @@ def test_rotated_secret_is_refetched_once_on_401(
     ]
 
 
-@pytest.mark.usefixtures("key_from_secret")
-def test_second_401_is_502_saying_the_configured_key_was_rejected(
-    fake_openai: FakeOpenAI, app_client: AppClient
+@pytest.mark.parametrize(
+    ("key_source", "attempts"), [("secret", 2), ("environment", 1)], ids=["secret", "environment"]
+)
+def test_401_is_retried_once_only_for_a_key_from_the_secret_then_502(
+    request: pytest.FixtureRequest,
+    fake_openai: FakeOpenAI,
+    app_client: AppClient,
+    key_source: str,
+    attempts: int,
 ) -> None:
-    boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=SECRET_KEY)
+    # A key from the environment cannot have been rotated: reading it again would not help.
+    if key_source == "secret":
+        request.getfixturevalue("key_from_secret")
+        secrets: Secrets = request.getfixturevalue("secrets")
+        secrets.create(SECRET_KEY)
     rejected = Reply(status=401, body=error_body("Incorrect API key", "invalid_request_error"))
     fake_openai.enqueue(rejected, rejected, rejected)
 
@@ -195,38 +194,16 @@ def test_second_401_is_502_saying_the_configured_key_was_rejected(
 
     assert response.status_code == 502
     assert response.json() == {"error": "OpenAI rejected the service's configured API key."}
-    assert len(fake_openai.requests) == 2
-
-
-def test_401_with_an_environment_key_is_not_retried(
-    client: TestClient, fake_openai: FakeOpenAI
-) -> None:
-    fake_openai.enqueue(Reply(status=401, body=error_body("bad key", "invalid_request_error")))
-
-    response = client.post("/chat", json={"message": "hi"})
-
-    assert response.status_code == 502
-    assert len(fake_openai.requests) == 1
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+    assert len(fake_openai.requests) == attempts
 
 
 @pytest.fixture
 def stubbed_secrets(
-    fake_openai: FakeOpenAI, configure: Configure
+    fake_openai: FakeOpenAI, configure: Configure, clock: Clock
 ) -> Iterator[tuple[Stubber, Clock, TestClient]]:
     """Secrets Manager answering exactly what the test stubs, and the key source's clock."""
     configure(OPENAI_API_KEY=None, OPENAI_API_KEY_SECRET_ID=SECRET_NAME)
     secrets_client = boto3.client("secretsmanager")
-    clock = Clock()
     key_source = KeySource(get_settings(), lambda: secrets_client, clock=clock)
     app = create_app()
     app.dependency_overrides[key_source_dependency] = lambda: key_source
@@ -255,7 +232,7 @@ def test_throttled_secrets_manager_is_503_then_recovers_after_backoff(
 
     throttled = client.post("/chat", json={"message": "hi"})
     during_backoff = [client.post("/chat", json={"message": "hi"}) for _ in range(5)]
-    clock.now += FIRST_BACKOFF_SECONDS
+    clock.advance(FIRST_BACKOFF_SECONDS)
     recovered = client.post("/chat", json={"message": "hi"})
 
     assert throttled.status_code == 503
@@ -279,7 +256,7 @@ def test_backoff_grows_while_secrets_manager_stays_down(
     for _ in range(3):
         response = client.post("/chat", json={"message": "hi"})
         waits.append(int(response.headers["retry-after"]))
-        clock.now += waits[-1]
+        clock.advance(waits[-1])
 
     assert waits == [1, 2, 4]
 
@@ -292,7 +269,7 @@ def test_failed_refresh_keeps_serving_the_cached_key(
     stubber.add_client_error("get_secret_value", "ThrottlingException", http_status_code=400)
 
     first = client.post("/chat", json={"message": "hi"})
-    clock.now += 301  # past SECRET_CACHE_TTL_SECONDS
+    clock.advance(301)  # past SECRET_CACHE_TTL_SECONDS
     second = client.post("/chat", json={"message": "hi"})
 
     assert (first.status_code, second.status_code) == (200, 200)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -110,10 +111,15 @@ def test_request_headers_cannot_redirect_the_upstream_call(
     assert_only_the_configured_call(fake_openai)
 
 
-def test_invalid_utf8_is_400(client: TestClient, fake_openai: FakeOpenAI) -> None:
-    response = client.post(
-        "/chat", content=b'{"message": "\xff\xfe"}', headers={"content-type": "application/json"}
-    )
+@pytest.mark.parametrize(
+    "body",
+    [b'{"message": ', b'{"message": "\xff\xfe"}', b'\xff\xfe{"message": "x"}'],
+    ids=["unparseable", "invalid-utf8-in-a-string", "not-utf8"],
+)
+def test_body_that_is_not_json_is_400(
+    client: TestClient, fake_openai: FakeOpenAI, body: bytes
+) -> None:
+    response = client.post("/chat", content=body, headers={"content-type": "application/json"})
 
     assert response.status_code == 400
     assert response.json() == {"error": "Request body is not valid JSON."}

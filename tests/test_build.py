@@ -1,6 +1,8 @@
 """The deployable artifact: how `sam build` makes it, and what `make build` left in .aws-sam.
 
-`make test` runs `make build` first; the artifact tests read its output.
+The tests of what it left are marked `artifact`: a bare `pytest` deselects them (a fresh clone
+has no build), `make test` builds first and runs them, as does `pytest -m artifact` after
+`make build`.
 """
 
 from __future__ import annotations
@@ -201,6 +203,7 @@ def test_compiled_bytecode_is_used_without_checking_timestamps(tmp_path: Path) -
 # What `make build` produced
 
 
+@pytest.mark.artifact
 def test_artifact_ships_the_app_as_in_the_repository(artifact: Path) -> None:
     sources = {path.relative_to(APP_SOURCE) for path in _files(APP_SOURCE, "*.py")}
     shipped = {path.relative_to(artifact / "chat_api") for path in _files(artifact / "chat_api")}
@@ -211,6 +214,7 @@ def test_artifact_ships_the_app_as_in_the_repository(artifact: Path) -> None:
         ).read_bytes()
 
 
+@pytest.mark.artifact
 def test_artifact_ships_the_page_and_its_static_files(artifact: Path) -> None:
     static = APP_SOURCE / "static"
     sources = {path.relative_to(static) for path in _files(static)}
@@ -226,6 +230,7 @@ def test_artifact_ships_the_page_and_its_static_files(artifact: Path) -> None:
         ).read_bytes()
 
 
+@pytest.mark.artifact
 @pytest.mark.parametrize(("project", "version"), sorted(_pins().items()))
 def test_artifact_holds_each_pinned_runtime_requirement(
     artifact: Path, project: str, version: str
@@ -235,6 +240,7 @@ def test_artifact_holds_each_pinned_runtime_requirement(
     ]
 
 
+@pytest.mark.artifact
 def test_artifact_holds_exactly_the_locked_distributions(artifact: Path) -> None:
     shipped = {}
     for path in artifact.glob("*.dist-info"):
@@ -243,6 +249,7 @@ def test_artifact_holds_exactly_the_locked_distributions(artifact: Path) -> None
     assert shipped == {project: version for project, (version, _) in _locked().items()}
 
 
+@pytest.mark.artifact
 @pytest.mark.parametrize("project", DEV_ONLY)
 def test_artifact_holds_no_dev_tool_or_aws_sdk(artifact: Path, project: str) -> None:
     # The Lambda runtime ships boto3; the rest only serve development.
@@ -250,12 +257,14 @@ def test_artifact_holds_no_dev_tool_or_aws_sdk(artifact: Path, project: str) -> 
     assert not (artifact / project).exists()
 
 
+@pytest.mark.artifact
 def test_artifact_holds_no_tests_stubs_or_scripts(artifact: Path) -> None:
     assert not (artifact / "bin").exists()
     assert [path for path in artifact.rglob("*") if path.name in {"tests", "_tests"}] == []
     assert _files(artifact, "*.pyi") == []
 
 
+@pytest.mark.artifact
 def test_compiled_extensions_are_built_for_the_functions_architecture(artifact: Path) -> None:
     extensions = _files(artifact, "*.so")
     assert extensions  # pydantic-core and jiter at least
@@ -265,6 +274,7 @@ def test_compiled_extensions_are_built_for_the_functions_architecture(artifact: 
         assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[_architecture()], extension
 
 
+@pytest.mark.artifact
 def test_every_module_has_runtime_bytecode_that_skips_timestamp_checks(artifact: Path) -> None:
     # The tests run on the runtime's Python version, so its magic number is the one to match.
     tag = sys.implementation.cache_tag
@@ -275,6 +285,7 @@ def test_every_module_has_runtime_bytecode_that_skips_timestamp_checks(artifact:
         assert int.from_bytes(header[4:8], "little") == UNCHECKED_HASH_FLAGS, pyc
 
 
+@pytest.mark.artifact
 def test_artifact_holds_bytecode_of_no_other_python(artifact: Path) -> None:
     tag = sys.implementation.cache_tag
     assert [
@@ -282,6 +293,7 @@ def test_artifact_holds_bytecode_of_no_other_python(artifact: Path) -> None:
     ] == []
 
 
+@pytest.mark.artifact
 def test_zipped_artifact_fits_the_size_budget(artifact: Path, tmp_path: Path) -> None:
     archive = tmp_path / "artifact.zip"
     # Deflate at the default level, as `sam deploy` zips it.

@@ -4,16 +4,12 @@ every error path: it, and any `sk-` string, appears in no response body and no l
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from tests.conftest import TEST_OPENAI_KEY, AppClient, Configure, ReadLogs
+from tests.conftest import TEST_OPENAI_KEY, AppClient, Configure, ReadLogs, Secrets
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
-SECRET_NAME = "chat-api/canary"
 SECRET_KEY = "sk-proj-canary-from-secret-9876543210"
 ECHO = f"Incorrect API key provided: {TEST_OPENAI_KEY} / {SECRET_KEY}"
 
@@ -35,16 +31,15 @@ UPSTREAM_FAULTS = [
 @pytest.fixture(params=["environment", "secret"])
 def canary_key(
     request: pytest.FixtureRequest, fake_openai: FakeOpenAI, configure: Configure
-) -> Iterator[str]:
+) -> str:
     """The key the service is configured with, one way or the other."""
     configure(OPENAI_TIMEOUT_SECONDS="0.5", OPENAI_MAX_RETRIES="0")
     if request.param == "environment":
-        yield TEST_OPENAI_KEY
-        return
-    configure(OPENAI_API_KEY=None, OPENAI_API_KEY_SECRET_ID=SECRET_NAME)
-    with mock_aws():
-        boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=SECRET_KEY)
-        yield SECRET_KEY
+        return TEST_OPENAI_KEY
+    secrets: Secrets = request.getfixturevalue("secrets")
+    secrets.create(SECRET_KEY)
+    secrets.serve_key_from()
+    return SECRET_KEY
 
 
 def test_key_leaks_into_no_response_and_no_log(
@@ -80,15 +75,15 @@ def test_key_leaks_into_no_response_and_no_log(
 
 def test_key_leaks_nowhere_when_secrets_manager_fails(
     fake_openai: FakeOpenAI,
-    configure: Configure,
+    secrets: Secrets,
     app_client: AppClient,
     request_logs: ReadLogs,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    configure(OPENAI_API_KEY=None, OPENAI_API_KEY_SECRET_ID=SECRET_NAME)
+    secrets.serve_key_from()  # a secret that does not exist
     caplog.set_level(logging.DEBUG)
 
-    with mock_aws(), app_client() as client:
+    with app_client() as client:
         response = client.post("/chat", json={"message": "hi"})
 
     assert response.status_code == 503

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 
-import boto3
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from moto import mock_aws
 
 from chat_api.main import create_app
 from tests.conftest import (
@@ -19,6 +16,7 @@ from tests.conftest import (
     AppClient,
     Configure,
     LambdaRuntime,
+    Secrets,
     Serve,
     load_event,
 )
@@ -131,24 +129,18 @@ def test_keys_are_never_logged_or_echoed(
 
 
 @pytest.fixture
-def secret_with_client_keys(fake_openai: FakeOpenAI, configure: Configure) -> Iterator[object]:
+def secret_with_client_keys(
+    fake_openai: FakeOpenAI, secrets: Secrets, configure: Configure
+) -> Secrets:
     """The OpenAI key and the client keys in one JSON secret (moto); neither in the env."""
-    with mock_aws():
-        secrets = boto3.client("secretsmanager")
-        secrets.create_secret(
-            Name="chat-api/keys",
-            SecretString=json.dumps(
-                {"OPENAI_API_KEY": "sk-from-secret", "CLIENT_API_KEYS": ["team-a", "team-b"]}
-            ),
-        )
-        configure(
-            OPENAI_API_KEY=None, CLIENT_API_KEYS=None, OPENAI_API_KEY_SECRET_ID="chat-api/keys"
-        )
-        yield secrets
+    secrets.create({"OPENAI_API_KEY": "sk-from-secret", "CLIENT_API_KEYS": ["team-a", "team-b"]})
+    secrets.serve_key_from()
+    configure(CLIENT_API_KEYS=None)
+    return secrets
 
 
 def test_client_keys_are_read_from_the_secret(
-    secret_with_client_keys: object, fake_openai: FakeOpenAI, anonymous: TestClient
+    secret_with_client_keys: Secrets, fake_openai: FakeOpenAI, anonymous: TestClient
 ) -> None:
     accepted = anonymous.post("/chat", json=HI, headers={"x-api-key": "team-b"})
     refused = anonymous.post("/chat", json=HI, headers={"x-api-key": CLIENT_API_KEY})
@@ -158,13 +150,10 @@ def test_client_keys_are_read_from_the_secret(
 
 
 def test_one_secret_read_serves_both_keys(
-    secret_with_client_keys: object, fake_openai: FakeOpenAI, anonymous: TestClient
+    secret_with_client_keys: Secrets, fake_openai: FakeOpenAI, anonymous: TestClient
 ) -> None:
     anonymous.post("/chat", json=HI, headers={"x-api-key": "team-a"})
-    boto3.client("secretsmanager").put_secret_value(
-        SecretId="chat-api/keys",
-        SecretString=json.dumps({"OPENAI_API_KEY": "sk-rotated", "CLIENT_API_KEYS": "team-z"}),
-    )
+    secret_with_client_keys.rotate({"OPENAI_API_KEY": "sk-rotated", "CLIENT_API_KEYS": "team-z"})
 
     second = anonymous.post("/chat", json=HI, headers={"x-api-key": "team-a"})
 
@@ -172,12 +161,14 @@ def test_one_secret_read_serves_both_keys(
     assert fake_openai.requests[-1].headers["authorization"] == "Bearer sk-from-secret"
 
 
+@pytest.mark.usefixtures("secrets")
 def test_unreadable_secret_refuses_with_503_before_calling_openai(
     fake_openai: FakeOpenAI, configure: Configure, app_client: AppClient
 ) -> None:
+    # The OpenAI key stays in the environment: the client keys alone send the app to the secret.
     configure(CLIENT_API_KEYS=None, OPENAI_API_KEY_SECRET_ID="missing-secret")
 
-    with mock_aws(), app_client() as client:
+    with app_client() as client:
         response = client.post("/chat", json=HI)
 
     assert response.status_code == 503
@@ -187,21 +178,21 @@ def test_unreadable_secret_refuses_with_503_before_calling_openai(
 # --- no keys configured ----------------------------------------------------------------------
 
 
-def test_keyless_mode_serves_a_request_on_loopback(
-    fake_openai: FakeOpenAI, configure: Configure, serve: Serve
-) -> None:
+@pytest.fixture
+def keyless(fake_openai: FakeOpenAI, configure: Configure) -> None:
+    """No client keys configured anywhere (no secret either), in keyless local mode."""
     configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
 
+
+@pytest.mark.usefixtures("keyless")
+def test_without_keys_a_request_on_loopback_is_served(serve: Serve) -> None:
     response = httpx2.post(f"{serve()}/chat", json=HI)
 
     assert response.status_code == 200
 
 
-def test_without_keys_a_request_not_on_loopback_is_refused(
-    fake_openai: FakeOpenAI, configure: Configure
-) -> None:
-    configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
-
+@pytest.mark.usefixtures("keyless")
+def test_without_keys_a_request_not_on_loopback_is_refused(fake_openai: FakeOpenAI) -> None:
     with TestClient(create_app()) as client:  # its server address is "testserver"
         response = client.post("/chat", json=HI)
 
@@ -209,10 +200,10 @@ def test_without_keys_a_request_not_on_loopback_is_refused(
     assert fake_openai.requests == []
 
 
+@pytest.mark.usefixtures("keyless")
 def test_without_keys_lambda_is_refused_even_with_a_localhost_host_header(
-    lambda_runtime: LambdaRuntime, configure: Configure, fake_openai: FakeOpenAI
+    lambda_runtime: LambdaRuntime, fake_openai: FakeOpenAI
 ) -> None:
-    configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
     event = load_event("chat-function-url.json")
     event["headers"] = {**event["headers"], "host": "127.0.0.1"}
 

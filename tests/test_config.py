@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 from chat_api.clients import get_openai_client
 from chat_api.config import InvalidConfiguration, Settings, get_settings
 from chat_api.main import create_app
+from chat_api.services.upstream import Deadline
 from tests.conftest import Configure
+from tests.fake_openai import FakeOpenAI, Reply, error_body
 
 
 def test_cors_allows_a_configured_origin(configure: Configure) -> None:
@@ -46,14 +48,34 @@ def test_cors_wildcard_with_credentials_is_refused_at_start_up(configure: Config
         create_app()
 
 
-def test_sdk_retries_are_off_so_the_deadline_aware_loop_owns_them() -> None:
-    assert get_openai_client().max_retries == 0
+def test_sdk_retries_are_off_so_the_deadline_aware_loop_owns_them(
+    client: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    # OPENAI_MAX_RETRIES=0: one attempt. The SDK on its own would retry a 500 twice more.
+    fake_openai.enqueue(*[Reply(status=500, body=error_body("down", "server_error"))] * 3)
+
+    response = client.post("/chat", json={"message": "hi"})
+
+    assert response.status_code == 502
+    assert len(fake_openai.requests) == 1
 
 
-def test_default_deadline_ends_before_the_gateway_limit() -> None:
-    settings = get_settings()
+@pytest.mark.parametrize(
+    ("variables", "seconds"),
+    [
+        ({}, 28.0),  # API Gateway's 29 s, less 1 s
+        ({"GATEWAY_TIMEOUT_SECONDS": "10", "DEADLINE_MARGIN_SECONDS": "2.5"}, 7.5),
+    ],
+    ids=["default", "from-the-environment"],
+)
+def test_deadline_is_the_gateway_limit_less_the_margin(
+    configure: Configure, variables: dict[str, str], seconds: float
+) -> None:
+    configure(**variables)
 
-    assert settings.gateway_timeout_seconds - settings.deadline_margin_seconds < 29
+    deadline = Deadline.for_request(get_settings(), started_at=100.0, context=None)
+
+    assert deadline.at == 100.0 + seconds
 
 
 def test_openai_base_url_is_honoured(configure: Configure) -> None:

@@ -15,29 +15,31 @@ import pytest
 
 from tests.conftest import CLIENT_API_KEY, TEST_OPENAI_KEY, Configure, LambdaRuntime, Serve
 from tests.fake_openai import FakeOpenAI, Reply, chunk, completion, error_body, stream_of
+from tests.lambda_transport import EventSource
 from tests.sdk import Service
 
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
 
 
-@pytest.fixture(params=["uvicorn", "lambda"])
-def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
-    """The service under uvicorn, or the Lambda handler behind the REST API (key checked there)."""
+def _service(request: pytest.FixtureRequest, lambda_source: EventSource) -> Service:
+    """Under uvicorn for the param "uvicorn", else the Lambda handler behind `lambda_source`."""
     if request.param == "uvicorn":
         serve: Serve = request.getfixturevalue("serve")
         return Service.served(serve())
     runtime: LambdaRuntime = request.getfixturevalue("lambda_runtime")
-    return Service.on_lambda(runtime, "rest-api")
+    return Service.on_lambda(runtime, lambda_source)
+
+
+@pytest.fixture(params=["uvicorn", "lambda"])
+def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
+    """The service under uvicorn, or the Lambda handler behind the REST API (key checked there)."""
+    return _service(request, "rest-api")
 
 
 @pytest.fixture(params=["uvicorn", "lambda-function-url"])
 def self_checking_service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
     """The service where the app checks client keys itself."""
-    if request.param == "uvicorn":
-        serve: Serve = request.getfixturevalue("serve")
-        return Service.served(serve())
-    runtime: LambdaRuntime = request.getfixturevalue("lambda_runtime")
-    return Service.on_lambda(runtime, "function-url")
+    return _service(request, "function-url")
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -55,13 +57,19 @@ def test_sync_completion_returns_openais_answer(service: Service, fake_openai: F
     assert answer.usage.total_tokens == 11
 
 
-def test_async_completion_returns_openais_answer(service: Service) -> None:
+def ask_async(service: Service) -> str | None:
+    """One completion through the async SDK client; its text."""
+
     async def ask() -> str | None:
         async with service.async_client() as client:
             answer = await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
         return answer.choices[0].message.content
 
-    assert asyncio.run(ask()) == "Echo: Hi"
+    return asyncio.run(ask())
+
+
+def test_async_completion_returns_openais_answer(service: Service) -> None:
+    assert ask_async(service) == "Echo: Hi"
 
 
 def test_openai_gets_the_servers_key_never_the_clients(
@@ -158,15 +166,21 @@ def test_standard_parameters_pass_through_unchanged(
     }
 
 
+def sent_for_a_completion(service: Service, fake_openai: FakeOpenAI, model: str) -> dict[str, Any]:
+    """The body OpenAI received for one plain completion with `model` through the SDK."""
+    with service.client() as client:
+        client.chat.completions.create(model=model, messages=HI)
+    return fake_openai.requests[-1].json
+
+
 def test_without_a_token_limit_the_configured_cap_is_sent(
     service: Service, fake_openai: FakeOpenAI, configure: Configure
 ) -> None:
     configure(MAX_COMPLETION_TOKENS="300")
 
-    with service.client() as client:
-        client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    sent = sent_for_a_completion(service, fake_openai, "gpt-4o-mini")
 
-    assert fake_openai.requests[-1].json["max_completion_tokens"] == 300
+    assert sent["max_completion_tokens"] == 300
 
 
 def test_model_outside_the_allow_list_is_bad_request(
@@ -185,10 +199,9 @@ def test_another_allowed_model_is_sent_to_openai(
 ) -> None:
     configure(ALLOWED_MODELS="gpt-4o-mini,gpt-4.1")
 
-    with service.client() as client:
-        client.chat.completions.create(model="gpt-4.1", messages=HI)
+    sent = sent_for_a_completion(service, fake_openai, "gpt-4.1")
 
-    assert fake_openai.requests[-1].json["model"] == "gpt-4.1"
+    assert sent["model"] == "gpt-4.1"
 
 
 @pytest.mark.parametrize("name", ["max_tokens", "max_completion_tokens"])
@@ -380,12 +393,7 @@ def test_wrong_client_key_is_refused_on_models_too(self_checking_service: Servic
 
 
 def test_async_client_with_the_right_key_is_served(self_checking_service: Service) -> None:
-    async def ask() -> str | None:
-        async with self_checking_service.async_client() as client:
-            answer = await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
-        return answer.choices[0].message.content
-
-    assert asyncio.run(ask()) == "Echo: Hi"
+    assert ask_async(self_checking_service) == "Echo: Hi"
 
 
 def test_rest_api_trusts_api_gateways_key_check(

@@ -5,11 +5,8 @@ from __future__ import annotations
 import httpx2
 from fastapi.testclient import TestClient
 
+from tests.conftest import events_of
 from tests.fake_openai import FakeOpenAI, Reply, stream_of
-
-
-def events_of(response: httpx2.Response) -> list[httpx2.ServerSentEvent]:
-    return list(httpx2.EventSource(response))
 
 
 def done_session_id(events: list[httpx2.ServerSentEvent]) -> str:

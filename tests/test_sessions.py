@@ -22,6 +22,26 @@ from tests.fake_openai import FakeOpenAI, Reply, error_body
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 
 
+class RecordingStore:
+    """Wraps the real store and records every method called on it."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self.store, name)
+
+
+@pytest.fixture
+def recording(api: TestClient, store: SessionStore) -> RecordingStore:
+    """The app's store, wrapped to record every call the app makes on it."""
+    recording = RecordingStore(store)
+    api.app.dependency_overrides[session_store_dependency] = lambda: recording  # type: ignore[attr-defined]
+    return recording
+
+
 def start(api: TestClient, message: str = "My name is Ada.") -> str:
     """Open a session with one turn and return its id."""
     response = api.post("/chat", json={"message": message})
@@ -73,10 +93,8 @@ def test_chat_with_session_id_sends_the_stored_conversation(
 
 
 def test_chat_with_client_history_is_answered_and_stores_nothing(
-    api: TestClient, store: SessionStore, fake_openai: FakeOpenAI
+    api: TestClient, recording: RecordingStore, fake_openai: FakeOpenAI
 ) -> None:
-    recording = RecordingStore(store)
-    api.app.dependency_overrides[session_store_dependency] = lambda: recording  # type: ignore[attr-defined]
     history = [
         {"role": "user", "content": "I am Ada."},
         {"role": "assistant", "content": "Hello Ada."},
@@ -115,11 +133,8 @@ def test_client_history_with_an_idempotency_key_is_kept_as_a_session(api: TestCl
 
 
 def test_store_false_answers_without_storing_a_session(
-    api: TestClient, store: SessionStore
+    api: TestClient, recording: RecordingStore
 ) -> None:
-    recording = RecordingStore(store)
-    api.app.dependency_overrides[session_store_dependency] = lambda: recording  # type: ignore[attr-defined]
-
     response = api.post("/chat", json={"message": "Just once.", "store": False})
 
     assert response.status_code == 200
@@ -227,27 +242,13 @@ def test_chat_with_unknown_session_id_is_404_without_calling_openai(
     assert fake_openai.requests == []
 
 
-class RecordingStore:
-    """Wraps the real store and records every method called on it."""
-
-    def __init__(self, store: SessionStore) -> None:
-        self.store = store
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        self.calls.append(name)
-        return getattr(self.store, name)
-
-
 @pytest.mark.parametrize(
     "session_id",
     ["short", "A" * 23, "A" * 21 + "/", "A" * 21 + "=", "' OR '1'='1' --", "é" * 22],
 )
 def test_malformed_session_id_is_400_and_never_reaches_the_store(
-    api: TestClient, store: SessionStore, fake_openai: FakeOpenAI, session_id: str
+    api: TestClient, recording: RecordingStore, fake_openai: FakeOpenAI, session_id: str
 ) -> None:
-    recording = RecordingStore(store)
-    api.app.dependency_overrides[session_store_dependency] = lambda: recording  # type: ignore[attr-defined]
     expected = {"field": "session_id", "message": "must be a session id returned by POST /chat"}
 
     responses = [
@@ -324,14 +325,15 @@ def test_openai_failure_stores_nothing_and_the_turn_can_be_retried(
 
 
 def test_openai_failure_on_a_first_message_creates_no_session(
-    api: TestClient, fake_openai: FakeOpenAI
+    api: TestClient, recording: RecordingStore, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.enqueue(Reply(status=500, body=error_body("boom", "server_error")))
 
     failed = api.post("/chat", json={"message": "one"})
 
     assert failed.status_code == 502
-    assert "session_id" not in failed.json()
+    assert failed.json() == {"error": "OpenAI returned an error (HTTP 500)."}
+    assert recording.calls == []  # nothing was written, not even the user's message
 
 
 def test_context_keeps_the_system_prompt_and_drops_the_oldest_messages_first(

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from tests.conftest import CLIENT_API_KEY, LambdaRuntime, Serve, load_event
+from tests.conftest import CLIENT_API_KEY, LambdaRuntime, Serve, events_of, load_event
 from tests.fake_openai import FakeOpenAI, Reply, chunk, error_body, stream_of
 
 STREAM_HI = {"message": "Hi", "stream": True}
@@ -25,11 +25,6 @@ def http(serve: Serve) -> Iterator[httpx2.Client]:
         base_url=serve(), headers={"x-api-key": CLIENT_API_KEY}, timeout=5
     ) as client:
         yield client
-
-
-def events_of(response: httpx2.Response) -> list[httpx2.ServerSentEvent]:
-    """The response parsed as SSE by httpx2's parser (which also checks the content type)."""
-    return list(httpx2.EventSource(response))
 
 
 def lambda_events(result: dict[str, Any]) -> list[httpx2.ServerSentEvent]:
@@ -112,6 +107,7 @@ def test_chat_stream_without_content_ends_with_an_error_event(
     events = events_of(http.post("/chat", json=STREAM_HI))
 
     assert [e.event for e in events] == ["error"]
+    assert events[0].json() == {"error": "OpenAI returned a response the service could not read."}
 
 
 def test_chat_stream_refused_before_it_starts_is_a_plain_json_error(
