@@ -68,7 +68,7 @@ def warm(event_path: str, count: int) -> dict[str, list[float]]:
 
     handler = importlib.import_module("chat_api.handler").handler
     from chat_api.clients import get_session_store
-    from chat_api.store.base import Message, Role, Session
+    from chat_api.store.base import Message, NewMessages, Role, Session
 
     event = load_event(event_path)
     stateless = {**event, "body": json.dumps({"message": MESSAGE, "history": HISTORY})}
@@ -90,7 +90,7 @@ def warm(event_path: str, count: int) -> dict[str, list[float]]:
     def new_session(owner: str, stored: list[Message]) -> Session:
         now = time.time()
         session = Session(secrets.token_urlsafe(16), owner, now, now + 86_400)
-        store.append(session, stored, now=now, create=True)
+        store.append(NewMessages(session, stored, create=True), now)
         return session
 
     # Each continued turn is a session's second: the store holds the same history the

@@ -330,6 +330,15 @@ def import_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Mod
     asyncio.set_event_loop(None)
 
 
+@pytest.fixture
+def http(serve: Serve) -> Iterator[httpx2.Client]:
+    """A plain HTTP client of the app under uvicorn, sending the client key."""
+    with httpx2.Client(
+        base_url=serve(), headers={"x-api-key": CLIENT_API_KEY}, timeout=10
+    ) as client:
+        yield client
+
+
 class LambdaRuntime:
     """The real handler module, imported as Lambda would, invoked on its own event loop.
 

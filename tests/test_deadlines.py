@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 
 from tests.conftest import (
-    CLIENT_API_KEY,
     AppClient,
     Configure,
     LambdaRuntime,
-    Serve,
     body_of,
     load_event,
 )
@@ -24,15 +21,6 @@ from tests.fake_openai import FakeOpenAI, Reply, stream_of
 TEN_WORDS = "one two three four five six seven eight nine ten"
 NOT_FINISHED = "OpenAI did not finish the answer in time."
 STOPPED = "OpenAI stopped answering midway. Try again."
-
-
-@pytest.fixture
-def http(serve: Serve) -> Iterator[httpx2.Client]:
-    """A plain HTTP client of the app under uvicorn, sending the client key."""
-    with httpx2.Client(
-        base_url=serve(), headers={"x-api-key": CLIENT_API_KEY}, timeout=10
-    ) as client:
-        yield client
 
 
 def sse_data(body: str) -> list[Any]:

@@ -14,7 +14,7 @@ from mangum import Mangum
 from scripts.invoke import LocalContext
 
 from chat_api.config import InvalidConfiguration, get_settings
-from chat_api.errors import UnexpectedErrorMiddleware
+from chat_api.errors import unexpected_error_response
 from chat_api.main import create_app
 from chat_api.request_log import RequestLogMiddleware
 from chat_api.services.upstream import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
@@ -160,8 +160,7 @@ def _exploding_app() -> FastAPI:
     async def boom() -> None:
         raise RuntimeError(f"upstream said: key {TEST_OPENAI_KEY}")
 
-    app.add_middleware(UnexpectedErrorMiddleware)
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, unexpected=unexpected_error_response)
     return app
 
 

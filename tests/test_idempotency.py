@@ -12,7 +12,7 @@ from chat_api.caller import key_digest
 from chat_api.clients import get_session_store
 from chat_api.schemas import ChatRequest
 from chat_api.services.idempotency import new_claim
-from chat_api.store.base import CLAIM_LEASE_SECONDS
+from chat_api.store.rules import CLAIM_LEASE_SECONDS
 from tests.conftest import CLIENT_API_KEY, Clock
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 

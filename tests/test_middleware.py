@@ -210,10 +210,11 @@ def test_exception_escaping_the_app_is_logged_as_500_and_re_raised(
     with pytest.raises(RuntimeError, match="escaped before any response"):
         client.get("/boom")
 
-    [line] = request_logs()
+    [error, line] = request_logs()
+    assert (error["message"], error["error_class"]) == ("unexpected error", "RuntimeError")
     assert line["status"] == 500
     assert line["error_class"] == "RuntimeError"
-    assert "escaped before any response" not in str(line)
+    assert "escaped before any response" not in str([error, line])
 
 
 # --- both ------------------------------------------------------------------------------------

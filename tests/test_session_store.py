@@ -17,15 +17,16 @@ from botocore.exceptions import ClientError
 
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
 from chat_api.store.base import (
-    CLAIM_LEASE_SECONDS,
     ClaimedResponse,
     IdempotencyClaim,
     IdempotencyRecord,
     Message,
+    NewMessages,
     Session,
     SessionStore,
 )
 from chat_api.store.dynamodb import DynamoDBSessionStore
+from chat_api.store.rules import CLAIM_LEASE_SECONDS
 from chat_api.store.sqlite import SQLiteSessionStore
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def claim_at(when: float, holder: str = "first") -> IdempotencyClaim:
 @pytest.fixture
 def started(store: SessionStore) -> SessionStore:
     """A store holding SESSION with its first turn."""
-    store.append(SESSION, pair("zero"), now=NOW, create=True)
+    store.append(NewMessages(SESSION, pair("zero"), create=True), now=NOW)
     return store
 
 
@@ -112,7 +113,7 @@ def hooked(sessions_table: str) -> tuple[HookedClient, DynamoDBSessionStore]:
     """A DynamoDB store (moto) holding SESSION, whose client calls a test can interleave with."""
     client = HookedClient(boto3.client("dynamodb"))
     store = DynamoDBSessionStore(cast("DynamoDBClient", client), sessions_table)
-    store.append(SESSION, pair("zero"), now=NOW, create=True)
+    store.append(NewMessages(SESSION, pair("zero"), create=True), now=NOW)
     client.calls.clear()
     return client, store
 
@@ -123,8 +124,8 @@ def test_turns_appended_after_stale_loads_are_both_kept(started: SessionStore) -
     seen_by_b = started.load(SESSION.id, OWNER, NOW)
     assert seen_by_a == seen_by_b
 
-    started.append(SESSION, pair("b"), now=NOW, create=False)
-    started.append(SESSION, pair("a"), now=NOW, create=False)
+    started.append(NewMessages(SESSION, pair("b")), now=NOW)
+    started.append(NewMessages(SESSION, pair("a")), now=NOW)
 
     assert contents(started) == ["zero", "re: zero", "b", "re: b", "a", "re: a"]
 
@@ -136,10 +137,10 @@ def test_dynamodb_turns_take_positions_no_other_turn_can_get(
     # A takes its positions, then B's whole turn commits before A's messages are written.
     client.before(
         "transact_write_items",
-        lambda: store.append(SESSION, pair("b"), now=NOW, create=False),
+        lambda: store.append(NewMessages(SESSION, pair("b")), now=NOW),
     )
 
-    store.append(SESSION, pair("a"), now=NOW, create=False)
+    store.append(NewMessages(SESSION, pair("a")), now=NOW)
 
     # In the order the positions were handed out, and neither turn had to try again.
     assert contents(store) == ["zero", "re: zero", "a", "re: a", "b", "re: b"]
@@ -167,12 +168,11 @@ class SlowSerialClient:
 def test_dynamodb_keeps_every_one_of_twenty_concurrent_turns_in_pairs(sessions_table: str) -> None:
     client = SlowSerialClient(boto3.client("dynamodb"))
     store = DynamoDBSessionStore(cast("DynamoDBClient", client), sessions_table)
-    store.append(SESSION, pair("zero"), now=NOW, create=True)
+    store.append(NewMessages(SESSION, pair("zero"), create=True), now=NOW)
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         turns = [
-            pool.submit(store.append, SESSION, pair(f"t{i}"), now=NOW, create=False)
-            for i in range(20)
+            pool.submit(store.append, NewMessages(SESSION, pair(f"t{i}")), NOW) for i in range(20)
         ]
         errors = [turn.exception() for turn in turns]
 
@@ -194,7 +194,7 @@ def test_dynamodb_retries_a_transaction_cancelled_by_a_conflict(
     client.before("transact_write_items", raise_(conflict))
     client.before("transact_write_items", raise_(conflict))
 
-    store.append(SESSION, pair("a"), now=NOW, create=False)
+    store.append(NewMessages(SESSION, pair("a")), now=NOW)
 
     assert contents(store) == ["zero", "re: zero", "a", "re: a"]
 
@@ -207,7 +207,7 @@ def test_dynamodb_gives_up_with_store_unavailable_under_endless_conflicts(
         client.before("transact_write_items", raise_(cancelled("TransactionConflict")))
 
     with pytest.raises(StoreUnavailable):
-        store.append(SESSION, pair("a"), now=NOW, create=False)
+        store.append(NewMessages(SESSION, pair("a")), now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -249,7 +249,7 @@ def test_sqlite_locked_database_is_store_unavailable(tmp_path: Path) -> None:
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(StoreUnavailable):
-            store.append(SESSION, pair("a"), now=NOW, create=True)
+            store.append(NewMessages(SESSION, pair("a"), create=True), now=NOW)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -263,8 +263,8 @@ def test_sqlite_unopenable_file_is_store_unavailable(tmp_path: Path) -> None:
 
 
 def test_newest_loads_only_the_latest_messages_in_order(started: SessionStore) -> None:
-    started.append(SESSION, pair("one"), now=NOW, create=False)
-    started.append(SESSION, pair("two"), now=NOW, create=False)
+    started.append(NewMessages(SESSION, pair("one")), now=NOW)
+    started.append(NewMessages(SESSION, pair("two")), now=NOW)
 
     conversation = started.load(SESSION.id, OWNER, NOW, newest=3)
     assert conversation is not None
@@ -280,7 +280,7 @@ def test_another_owner_can_neither_read_append_nor_delete(started: SessionStore)
     assert started.load(SESSION.id, "key-b", NOW) is None
     assert started.load(SESSION.id, "", NOW) is None
     with pytest.raises(SessionNotFound):
-        started.append(intruder, pair("x"), now=NOW, create=False)
+        started.append(NewMessages(intruder, pair("x")), now=NOW)
     assert started.delete(SESSION.id, "key-b", NOW) is False
     assert contents(started) == ["zero", "re: zero"]
 
@@ -288,7 +288,7 @@ def test_another_owner_can_neither_read_append_nor_delete(started: SessionStore)
 def test_expired_session_is_neither_loaded_nor_appended_to(started: SessionStore) -> None:
     assert started.load(SESSION.id, OWNER, SESSION.expires_at) is None
     with pytest.raises(SessionNotFound):
-        started.append(SESSION, pair("late"), now=SESSION.expires_at, create=False)
+        started.append(NewMessages(SESSION, pair("late")), now=SESSION.expires_at)
 
 
 def test_deleted_session_cannot_be_appended_to(started: SessionStore) -> None:
@@ -296,16 +296,18 @@ def test_deleted_session_cannot_be_appended_to(started: SessionStore) -> None:
 
     assert started.load(SESSION.id, OWNER, NOW) is None
     with pytest.raises(SessionNotFound):
-        started.append(SESSION, pair("late"), now=NOW, create=False)
+        started.append(NewMessages(SESSION, pair("late")), now=NOW)
 
 
 def test_delete_removes_every_message(store: SessionStore) -> None:
-    store.append(SESSION, [m for i in range(30) for m in pair(str(i))], now=NOW, create=True)
+    store.append(
+        NewMessages(SESSION, [m for i in range(30) for m in pair(str(i))], create=True), now=NOW
+    )
 
     assert store.delete(SESSION.id, OWNER, NOW) is True
 
     # Recreating the id finds nothing left behind.
-    store.append(SESSION, pair("fresh"), now=NOW, create=True)
+    store.append(NewMessages(SESSION, pair("fresh"), create=True), now=NOW)
     assert contents(store) == ["fresh", "re: fresh"]
 
 
@@ -324,11 +326,10 @@ def test_completed_claim_returns_the_stored_response(store: SessionStore) -> Non
     store.claim(first)
 
     store.append(
-        SESSION,
-        pair("a"),
+        NewMessages(
+            SESSION, pair("a"), create=True, claimed_response=ClaimedResponse(first, '{"r": 1}')
+        ),
         now=NOW,
-        create=True,
-        claimed_response=ClaimedResponse(first, '{"r": 1}'),
     )
 
     assert store.claim(claim_at(NOW + 1, holder="retry")) == IdempotencyRecord(
@@ -363,7 +364,10 @@ def test_a_lost_claim_stores_nothing_and_cannot_release_the_new_one(store: Sessi
 
     with pytest.raises(IdempotencyKeyInUse):
         store.append(
-            SESSION, pair("a"), now=NOW, create=True, claimed_response=ClaimedResponse(first, "{}")
+            NewMessages(
+                SESSION, pair("a"), create=True, claimed_response=ClaimedResponse(first, "{}")
+            ),
+            now=NOW,
         )
     store.release(first)
 
@@ -375,12 +379,13 @@ def test_deleting_a_session_forgets_its_turns_idempotent_answers(store: SessionS
     first = claim_at(NOW)
     store.claim(first)
     store.append(
-        SESSION, pair("a"), now=NOW, create=True, claimed_response=ClaimedResponse(first, "{}")
+        NewMessages(SESSION, pair("a"), create=True, claimed_response=ClaimedResponse(first, "{}")),
+        now=NOW,
     )
     second = IdempotencyClaim("record-2", "body-2", "first", NOW, NOW + 3600)
     store.claim(second)
     store.append(
-        SESSION, pair("b"), now=NOW, create=False, claimed_response=ClaimedResponse(second, "{}")
+        NewMessages(SESSION, pair("b"), claimed_response=ClaimedResponse(second, "{}")), now=NOW
     )
 
     assert store.delete(SESSION.id, OWNER, NOW)
@@ -396,7 +401,8 @@ def test_an_answer_is_forgotten_when_its_session_expires(store: SessionStore) ->
     first = claim_at(NOW)  # kept for an hour, longer than the session's ten minutes
     store.claim(first)
     store.append(
-        short, pair("a"), now=NOW, create=True, claimed_response=ClaimedResponse(first, "{}")
+        NewMessages(short, pair("a"), create=True, claimed_response=ClaimedResponse(first, "{}")),
+        now=NOW,
     )
 
     assert store.claim(claim_at(NOW + 599, holder="before")) is not None
@@ -405,7 +411,7 @@ def test_an_answer_is_forgotten_when_its_session_expires(store: SessionStore) ->
 
 def test_pages_go_through_the_conversation_in_order(started: SessionStore) -> None:
     for text in ("a", "b", "c"):
-        started.append(SESSION, pair(text), now=NOW, create=False)
+        started.append(NewMessages(SESSION, pair(text)), now=NOW)
 
     first = started.page(SESSION.id, OWNER, NOW, after=None, limit=3)
     assert first is not None
@@ -424,7 +430,7 @@ def test_pages_go_through_the_conversation_in_order(started: SessionStore) -> No
 def test_sqlite_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "private" / "sessions.sqlite3"
     store = SQLiteSessionStore(path)
-    store.append(SESSION, pair("secret"), now=NOW, create=True)
+    store.append(NewMessages(SESSION, pair("secret"), create=True), now=NOW)
 
     for file in [path, *tmp_path.glob("private/sessions.sqlite3-*")]:
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file

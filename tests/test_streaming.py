@@ -5,26 +5,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
-import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from tests.conftest import CLIENT_API_KEY, LambdaRuntime, Serve, events_of, load_event
+from tests.conftest import LambdaRuntime, events_of, load_event
 from tests.fake_openai import FakeOpenAI, Reply, chunk, error_body, stream_of
 
 STREAM_HI = {"message": "Hi", "stream": True}
-
-
-@pytest.fixture
-def http(serve: Serve) -> Iterator[httpx2.Client]:
-    """A plain HTTP client of the app under uvicorn, sending the client key."""
-    with httpx2.Client(
-        base_url=serve(), headers={"x-api-key": CLIENT_API_KEY}, timeout=5
-    ) as client:
-        yield client
 
 
 def lambda_events(result: dict[str, Any]) -> list[httpx2.ServerSentEvent]:

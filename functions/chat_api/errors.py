@@ -29,13 +29,14 @@ from chat_api.exceptions import (
     ServiceError,
     UpstreamError,
     UpstreamRateLimited,
+    openai_type_for,
 )
 from chat_api.request_log import STATE_KEY, log_unexpected
 from chat_api.schemas import ErrorResponse, FieldError, OpenAIErrorResponse
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
-    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.types import ASGIApp, Scope
 
 OPENAI_ROUTE_PREFIX = "/v1/"
 REQUEST_PARTS = {"body", "path", "query", "header", "cookie"}
@@ -111,34 +112,9 @@ def as_service_error(exc: Exception) -> ServiceError:
     return ServiceError()
 
 
-class UnexpectedErrorMiddleware:
-    """A 500 in the API's JSON for an exception nothing handled, logged once, never re-raised.
-
-    Starlette re-raises such an exception after its 500 page, and uvicorn and Mangum then print
-    the whole traceback as text, the exception's (possibly upstream) message and no request id
-    included. Here it ends: one structured record (`log_unexpected`) and the JSON error.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def noting_start(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, noting_start)
-        except Exception as exc:
-            log_unexpected(exc)
-            if not started:
-                await error_response(ServiceError(), route_path(scope))(scope, receive, send)
+def unexpected_error_response(scope: Scope) -> ASGIApp:
+    """The 500 for an exception nothing handled (`RequestLogMiddleware` sends it)."""
+    return error_response(ServiceError(), route_path(scope))
 
 
 # Pydantic names the member of a union that failed in the location ("stop", "list[str]");
@@ -210,7 +186,7 @@ def _from_http_error(request: Request, exc: StarletteHTTPException) -> ServiceEr
         return InvalidRequest("Request body is not valid JSON.")
     error = ServiceError(str(exc.detail) or HTTPStatus(exc.status_code).phrase)
     error.status = exc.status_code
-    error.openai_type = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+    error.openai_type = openai_type_for(exc.status_code)
     return error
 
 
@@ -245,7 +221,7 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
 def register_error_handlers(app: FastAPI) -> None:
     """Install the handler that renders every failure; Starlette picks it by class hierarchy.
 
-    Anything else is left to `UnexpectedErrorMiddleware`.
+    Anything else is answered by `unexpected_error_response`, through RequestLogMiddleware.
     """
     for exception_class in (RequestValidationError, StarletteHTTPException, ServiceError):
         app.add_exception_handler(exception_class, _on_error)

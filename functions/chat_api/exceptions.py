@@ -12,14 +12,30 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+# OpenAI's error `type` for the statuses that have their own; other 4xx are the client's
+# invalid requests, other 5xx server errors. OpenAI's SDKs pick their exception by status.
+OPENAI_TYPES = {429: "rate_limit_error", 502: "upstream_error", 504: "timeout_error"}
+
+
+def openai_type_for(status: int) -> str:
+    """OpenAI's error `type` for a status."""
+    default = "server_error" if status >= 500 else "invalid_request_error"
+    return OPENAI_TYPES.get(status, default)
+
 
 class ServiceError(Exception):
     """A failure with a status and words for the client; the base of every one below."""
 
     status: int = 500
+    # Derived from the status (OPENAI_TYPES) unless a class names its own.
     openai_type: str = "server_error"
     default_message: ClassVar[str] = "Internal server error."
     default_code: ClassVar[str | None] = None
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "openai_type" not in vars(cls):
+            cls.openai_type = openai_type_for(cls.status)
 
     def __init__(
         self,
@@ -49,7 +65,6 @@ class InvalidRequest(ServiceError):
     """A request the service does not accept: unparseable, an invalid field, or not allowed."""
 
     status = 400
-    openai_type = "invalid_request_error"
     default_message = "Unparseable JSON or an invalid field."
 
 
@@ -57,7 +72,6 @@ class ClientKeyRejected(ServiceError):
     """The request carries no client key, or not one of the configured keys."""
 
     status = 401
-    openai_type = "invalid_request_error"
     default_message = (
         "Missing or invalid API key: send it in the x-api-key header "
         "or as Authorization: Bearer <key>."
@@ -73,7 +87,6 @@ class NotFound(ServiceError):
     """No such route, or no such resource for this caller."""
 
     status = 404
-    openai_type = "invalid_request_error"
     default_message = "Not found."
 
 
@@ -88,7 +101,6 @@ class MethodNotAllowed(ServiceError):
     """The route exists, but not for this method."""
 
     status = 405
-    openai_type = "invalid_request_error"
     default_message = "Method not allowed on this route."
 
     def __init__(self, message: str, *, allow: str) -> None:
@@ -104,7 +116,6 @@ class IdempotencyKeyInUse(ServiceError):
     """Another request holds this idempotency key."""
 
     status = 409
-    openai_type = "invalid_request_error"
     default_message = (
         "A request with this Idempotency-Key is still running. Retry it once that one ends."
     )
@@ -117,7 +128,6 @@ class BodyTooLarge(ServiceError):
     """The request body is over the configured limit."""
 
     status = 413
-    openai_type = "invalid_request_error"
     default_message = "Request body over the configured limit."
 
 
@@ -125,7 +135,6 @@ class IdempotencyKeyReused(ServiceError):
     """The key was already used with a different request body."""
 
     status = 422
-    openai_type = "invalid_request_error"
     default_message = "This Idempotency-Key was already used with a different request body."
 
 
@@ -133,7 +142,6 @@ class UpstreamRateLimited(ServiceError):
     """OpenAI is rate-limiting the service: the client may retry after a while."""
 
     status = 429
-    openai_type = "rate_limit_error"
     default_message = "OpenAI is rate-limiting this service. Try again later."
     default_code = "rate_limit_exceeded"
 
@@ -142,7 +150,6 @@ class UpstreamError(ServiceError):
     """OpenAI failed or refused the call (the base of the 502s)."""
 
     status = 502
-    openai_type = "upstream_error"
     default_message = "OpenAI returned a response the service could not read."
 
 
@@ -189,7 +196,6 @@ class KeyUnavailable(ServiceError):
     """No usable OpenAI key (or client key list): none configured, or its secret unreadable."""
 
     status = 503
-    openai_type = "server_error"
 
 
 class StoreUnavailable(ServiceError):
@@ -199,7 +205,6 @@ class StoreUnavailable(ServiceError):
     """
 
     status = 503
-    openai_type = "server_error"
     default_message = "Conversation storage is unavailable. Try again shortly."
 
     def __init__(self, reason: str) -> None:
@@ -211,5 +216,4 @@ class DeadlineExceeded(ServiceError):
     """OpenAI gave no answer in the time the request had left."""
 
     status = 504
-    openai_type = "timeout_error"
     default_message = "OpenAI did not answer in time. Try again."

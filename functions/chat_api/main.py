@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.clients import close_openai_client
 from chat_api.config import Settings, get_settings
-from chat_api.errors import UnexpectedErrorMiddleware, error_responses, register_error_handlers
+from chat_api.errors import error_responses, register_error_handlers, unexpected_error_response
 from chat_api.request_log import RequestLogMiddleware
 from chat_api.routes import api_router
 from chat_api.schemas import ErrorResponse
@@ -56,9 +56,8 @@ def create_app() -> FastAPI:
             allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key"],
             expose_headers=["Idempotent-Replayed", "Retry-After"],
         )
-    app.add_middleware(UnexpectedErrorMiddleware)
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, unexpected=unexpected_error_response)
     _warn_if_open(settings)
     _warn_if_no_openai_key(settings)
     return app

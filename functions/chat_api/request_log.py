@@ -20,6 +20,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from chat_api.config import get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from chat_api.schemas import Usage
@@ -95,10 +97,17 @@ class RequestLog:
 
 
 class RequestLogMiddleware:
-    """Outermost middleware: times the request and writes its log line and metrics."""
+    """Outermost middleware: times the request and writes its log line and metrics.
 
-    def __init__(self, app: ASGIApp) -> None:
+    An exception that escapes the app is logged once (`log_unexpected`) and answered by
+    `unexpected`, if given, when no response has started: Starlette would re-raise it, and
+    uvicorn and Mangum would print its whole traceback as text, its message (possibly OpenAI's
+    text) included and no request id. Without `unexpected` it goes on to the server.
+    """
+
+    def __init__(self, app: ASGIApp, unexpected: Callable[[Scope], ASGIApp] | None = None) -> None:
         self.app = app
+        self.unexpected = unexpected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,13 +116,14 @@ class RequestLogMiddleware:
         log = RequestLog.from_scope(scope)
         scope.setdefault("state", {})[STATE_KEY] = log
         current_request.set(log)
-        # An exception that escapes the app becomes a 500 outside this middleware.
+        # An exception that escapes the app becomes a 500.
         status = 500
+        started = False
 
         async def send_noting_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
                 headers.append((REQUEST_ID_HEADER, log.request_id.encode()))
                 message = {**message, "headers": headers}
@@ -122,8 +132,10 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_noting_status)
         except Exception as exc:
-            log.error_class = log.error_class or type(exc).__name__
-            raise
+            log_unexpected(exc)
+            if self.unexpected is None or started:
+                raise
+            await self.unexpected(scope)(scope, receive, send_noting_status)
         finally:
             _write(log.record(scope, status), log)
 
@@ -135,7 +147,7 @@ def log_unexpected(exc: BaseException) -> None:
     """
     log = current_request.get()
     if log is not None:
-        log.error_class = type(exc).__name__
+        log.error_class = log.error_class or type(exc).__name__
     frames = [
         f"{frame.filename}:{frame.lineno} in {frame.name}"
         for frame in traceback.extract_tb(exc.__traceback__)

@@ -20,7 +20,7 @@ from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, Usage
 from chat_api.services.idempotency import new_claim, replay
 from chat_api.services.relay import relay_chunks, to_usage
 from chat_api.services.sessions import new_session_id
-from chat_api.store.base import ClaimedResponse, Message, Session
+from chat_api.store.base import ClaimedResponse, Message, NewMessages, Session
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -284,17 +284,15 @@ class ChatTurn:
             Message("assistant", answer.content, answered_at),
         ]
         claim = pending.claim
-        await asyncio.to_thread(
-            lambda: self.store.append(
-                session,
-                [*pending.history, *turn] if pending.new_session else turn,
-                now=answered_at,
-                create=pending.new_session,
-                claimed_response=None
-                if claim is None
-                else ClaimedResponse(claim, response.model_dump_json()),
-            )
+        added = NewMessages(
+            session,
+            [*pending.history, *turn] if pending.new_session else turn,
+            create=pending.new_session,
+            claimed_response=None
+            if claim is None
+            else ClaimedResponse(claim, response.model_dump_json()),
         )
+        await asyncio.to_thread(self.store.append, added, answered_at)
         return response
 
     @asynccontextmanager

@@ -1,8 +1,7 @@
-"""The conversation store: what both implementations (DynamoDB, SQLite) promise, and the rules.
+"""The conversation store: what both implementations (DynamoDB, SQLite) promise.
 
-Times are epoch seconds passed in by the caller, so the stores read no clock of their own. The
-rules (who owns a session, when it and an idempotency claim expire) are written here once;
-the two stores only read and write, and apply these functions to what they read.
+Times are epoch seconds passed in by the caller, so the stores read no clock of their own.
+What decides (who owns a session, when it and an idempotency claim expire) is in `rules`.
 """
 
 from __future__ import annotations
@@ -14,10 +13,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 Role = Literal["user", "assistant"]
-
-# A claim older than this belongs to a request that died (the function times out at 28 s):
-# another request with the same key may take it over.
-CLAIM_LEASE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +77,18 @@ class ClaimedResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessages:
+    """Messages to add after every stored one of `session`, together and atomically."""
+
+    session: Session
+    messages: Sequence[Message]
+    # The session is new: it is stored first, with these as its first messages.
+    create: bool = False
+    # The answer of the request that holds the turn's Idempotency-Key, kept in the same write.
+    claimed_response: ClaimedResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MessagePage:
     """Some of a conversation's messages, oldest first, with the position of each."""
 
@@ -90,26 +97,6 @@ class MessagePage:
     positions: list[int]
     # Whether messages follow the last one here.
     more: bool
-
-
-def is_live(session: Session, owner: str, now: float) -> bool:
-    """Whether `owner` may use the session at `now`: theirs, and not yet expired."""
-    return session.owner == owner and now < session.expires_at
-
-
-def answer_expiry(claim: IdempotencyClaim, session: Session) -> float:
-    """When a stored answer is forgotten: with its claim, and never after its session."""
-    return min(claim.expires_at, session.expires_at)
-
-
-def holds_key(record: IdempotencyRecord, now: float) -> bool:
-    """Whether the record still holds its key at `now`: answered, or claimed within the lease.
-
-    An expired record, or a claim whose request died without answering, frees the key.
-    """
-    if now >= record.expires_at:
-        return False
-    return record.response is not None or now - record.claimed_at < CLAIM_LEASE_SECONDS
 
 
 class SessionStore(Protocol):
@@ -121,21 +108,13 @@ class SessionStore(Protocol):
         """The conversation (only its `newest` messages if given); None unless live and owned."""
         ...
 
-    def append(
-        self,
-        session: Session,
-        messages: Sequence[Message],
-        *,
-        now: float,
-        create: bool,
-        claimed_response: ClaimedResponse | None = None,
-    ) -> None:
-        """Add messages after every stored one, together and atomically.
+    def append(self, added: NewMessages, now: float) -> None:
+        """Add the messages after every stored one, together and atomically.
 
-        `create` stores the session first. `claimed_response` records the response for its
-        claim in the same write, so a retried request can never store its turn twice, and ties
-        the record to the session (`answer_expiry`, and `delete`). Raises
-        SessionNotFound if the session is gone, IdempotencyKeyInUse if the claim was lost.
+        `claimed_response` is recorded in the same write, so a retried request can never
+        store its turn twice, and it is tied to the session (`answer_expiry`, and `delete`).
+        Raises SessionNotFound if the session is gone, IdempotencyKeyInUse if the claim was
+        lost.
         """
         ...
 

@@ -23,19 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chat_api.backoff import jittered_backoff
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
-from chat_api.store.base import (
-    ClaimedResponse,
-    Conversation,
-    IdempotencyClaim,
-    IdempotencyRecord,
-    Message,
-    MessagePage,
-    Role,
-    Session,
-    answer_expiry,
-    holds_key,
-    is_live,
-)
+from chat_api.store import rules
+from chat_api.store.base import Conversation, IdempotencyRecord, Message, MessagePage, Session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -46,6 +35,8 @@ if TYPE_CHECKING:
         TransactWriteItemTypeDef,
         WriteRequestTypeDef,
     )
+
+    from chat_api.store.base import ClaimedResponse, IdempotencyClaim, NewMessages, Role
 
     Item = dict[str, AttributeValueTypeDef]
 
@@ -99,19 +90,12 @@ class DynamoDBSessionStore:
         )
         return Conversation(session=session, messages=[_message_from(item) for item in messages])
 
-    def append(
-        self,
-        session: Session,
-        messages: Sequence[Message],
-        *,
-        now: float,
-        create: bool,
-        claimed_response: ClaimedResponse | None = None,
-    ) -> None:
-        """Add messages after every stored one, together and atomically (see SessionStore)."""
+    def append(self, added: NewMessages, now: float) -> None:
+        """Add the messages after every stored one, together and atomically (see SessionStore)."""
+        session, messages, claimed_response = added.session, added.messages, added.claimed_response
         record = None if claimed_response is None else claimed_response.claim.record_id
         writes: list[TransactWriteItemTypeDef] = []
-        if create:
+        if added.create:
             writes.append(self._new_header(session, len(messages), record))
             first = 0
         else:
@@ -173,7 +157,7 @@ class DynamoDBSessionStore:
                     ConsistentRead=True,
                 ).get("Item")
             held = _record_from(found) if found else None
-            if held is not None and holds_key(held, claim.claimed_at):
+            if held is not None and rules.holds_key(held, claim.claimed_at):
                 return held
             # Take the key only if the record is still the one read: absent, or the same token.
             condition: dict[str, Any] = (
@@ -318,7 +302,7 @@ class DynamoDBSessionStore:
     def _complete_claim(
         self, claimed: ClaimedResponse, session: Session
     ) -> TransactWriteItemTypeDef:
-        expires = _ttl(answer_expiry(claimed.claim, session))
+        expires = _ttl(rules.answer_expiry(claimed.claim, session))
         return {
             "Update": {
                 "TableName": self._table,
@@ -420,7 +404,7 @@ def _live_session(session_id: str, header: Item | None, owner: str, now: float) 
         created_at=float(header["created_at"]["N"]),
         expires_at=float(header[TTL_ATTRIBUTE]["N"]),
     )
-    return session if is_live(session, owner, now) else None
+    return session if rules.is_live(session, owner, now) else None
 
 
 def _record_from(item: Item) -> IdempotencyRecord:

@@ -14,23 +14,14 @@ from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, cast
 
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
-from chat_api.store.base import (
-    ClaimedResponse,
-    Conversation,
-    IdempotencyClaim,
-    IdempotencyRecord,
-    Message,
-    MessagePage,
-    Role,
-    Session,
-    answer_expiry,
-    holds_key,
-    is_live,
-)
+from chat_api.store import rules
+from chat_api.store.base import Conversation, IdempotencyRecord, Message, MessagePage, Session
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator
     from pathlib import Path
+
+    from chat_api.store.base import IdempotencyClaim, NewMessages, Role
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +95,11 @@ class SQLiteSessionStore:
         messages = [Message(cast("Role", role), content, at) for role, content, at in rows]
         return Conversation(session=session, messages=messages)
 
-    def append(
-        self,
-        session: Session,
-        messages: Sequence[Message],
-        *,
-        now: float,
-        create: bool,
-        claimed_response: ClaimedResponse | None = None,
-    ) -> None:
-        """Add messages after every stored one, together and atomically (see SessionStore)."""
+    def append(self, added: NewMessages, now: float) -> None:
+        """Add the messages after every stored one, together and atomically (see SessionStore)."""
+        session, messages, claimed_response = added.session, added.messages, added.claimed_response
         with self._transaction() as db:
-            if create:
+            if added.create:
                 _purge_expired(db, now)
                 db.execute(
                     "INSERT INTO sessions (id, owner, created_at, expires_at) VALUES (?, ?, ?, ?)",
@@ -130,7 +114,7 @@ class SQLiteSessionStore:
                     " WHERE id = ? AND token = ?",
                     (
                         claimed_response.response,
-                        answer_expiry(claim, session),
+                        rules.answer_expiry(claim, session),
                         claim.record_id,
                         claim.token,
                     ),
@@ -192,7 +176,7 @@ class SQLiteSessionStore:
                 (claim.record_id,),
             ).fetchone()
             held = IdempotencyRecord(*row) if row is not None else None
-            if held is not None and holds_key(held, claim.claimed_at):
+            if held is not None and rules.holds_key(held, claim.claimed_at):
                 return held
             db.execute(
                 "INSERT OR REPLACE INTO idempotency"
@@ -254,7 +238,7 @@ def _live_session(
     if row is None:
         return None
     session = Session(session_id, *row)
-    return session if is_live(session, owner, now) else None
+    return session if rules.is_live(session, owner, now) else None
 
 
 def _purge_expired(db: sqlite3.Connection, now: float) -> None:

@@ -1,0 +1,36 @@
+"""The store's rules, written once: the two stores only read and write, and apply these.
+
+Who may use a session, when an idempotency claim still holds its key, and how long a stored
+answer is kept. Times are epoch seconds passed in by the caller.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, Session
+
+# A claim older than this belongs to a request that died (the function times out at 28 s):
+# another request with the same key may take it over.
+CLAIM_LEASE_SECONDS = 60.0
+
+
+def is_live(session: Session, owner: str, now: float) -> bool:
+    """Whether `owner` may use the session at `now`: theirs, and not yet expired."""
+    return session.owner == owner and now < session.expires_at
+
+
+def answer_expiry(claim: IdempotencyClaim, session: Session) -> float:
+    """When a stored answer is forgotten: with its claim, and never after its session."""
+    return min(claim.expires_at, session.expires_at)
+
+
+def holds_key(record: IdempotencyRecord, now: float) -> bool:
+    """Whether the record still holds its key at `now`: answered, or claimed within the lease.
+
+    An expired record, or a claim whose request died without answering, frees the key.
+    """
+    if now >= record.expires_at:
+        return False
+    return record.response is not None or now - record.claimed_at < CLAIM_LEASE_SECONDS
