@@ -70,8 +70,8 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def open_local(configure: Configure, fake_openai: FakeOpenAI, serve: Serve) -> str:
-    """As `make dev` runs: no client keys, so loopback requests are served; the page's URL."""
-    configure(CLIENT_API_KEYS=None)
+    """As `make dev` runs: no client keys, keyless local mode; the page's URL."""
+    configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
     return f"{serve()}/"
 
 
@@ -512,7 +512,8 @@ def test_missing_openai_key_is_shown_on_the_page(
 def test_page_works_below_the_stage_prefix_with_api_gateways_key(
     page: Page, configure: Configure, fake_openai: FakeOpenAI, serve: Serve
 ) -> None:
-    configure(CLIENT_API_KEYS=None)  # API Gateway checks the key, as on AWS
+    # API Gateway checks the key, as on AWS; behind it the app serves what reaches it.
+    configure(CLIENT_API_KEYS=None, ALLOW_KEYLESS_LOCALHOST="true")
     origin = serve(behind_stage)
     assert httpx.get(f"{origin}/").status_code == 403  # outside the stage, as on API Gateway
     requested: list[tuple[str, int]] = []
