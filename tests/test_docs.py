@@ -68,3 +68,20 @@ def test_openapi_error_responses_use_the_error_shape(client: TestClient) -> None
     bad_request = schema["paths"]["/chat"]["post"]["responses"]["400"]
     ref = bad_request["content"]["application/json"]["schema"]["$ref"]
     assert ref == "#/components/schemas/ErrorResponse"
+
+
+def test_operation_ids_are_the_route_names_client_generators_use(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    ids = {
+        (method.upper(), path): operation["operationId"]
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+    }
+    assert ids[("POST", "/chat")] == "chat"
+    assert ids[("GET", "/sessions/{session_id}")] == "get_session"
+    assert ids[("DELETE", "/sessions/{session_id}")] == "remove_session"
+    assert ids[("POST", "/v1/chat/completions")] == "chat_completions"
+    assert ids[("GET", "/v1/models")] == "models"
+    assert ids[("GET", "/health")] == "health"
+    assert len(set(ids.values())) == len(ids)

@@ -14,6 +14,7 @@ from chat_api.clients import (
     get_dynamodb_client,
     get_key_source,
     get_openai_client,
+    get_openai_client_for_key,
     get_secrets_client,
     get_session_store,
 )
@@ -31,6 +32,16 @@ def test_restore_drops_the_openai_client_and_the_cached_key(configure: Configure
     restored = (get_openai_client(), get_key_source())
     assert restored[0] is not snapshotted[0]
     assert restored[1] is not snapshotted[1]
+
+
+def test_restore_drops_the_key_bound_openai_clients(configure: Configure) -> None:
+    configure(OPENAI_API_KEY="sk-test")
+    snapshotted = get_openai_client_for_key("sk-test")
+    assert get_openai_client_for_key("sk-test") is snapshotted  # one per key, while warm
+
+    reset_after_restore()
+
+    assert get_openai_client_for_key("sk-test") is not snapshotted
 
 
 def test_restore_drops_the_aws_clients_and_the_session_store(configure: Configure) -> None:
