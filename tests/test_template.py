@@ -178,6 +178,14 @@ def test_environment_is_read_from_parameters(
         "OPENAI_MODEL": {"Ref": "OpenAIModel"},
         "ALLOWED_MODELS": {"Ref": "AllowedModels"},
         "MAX_COMPLETION_TOKENS": {"Ref": "MaxCompletionTokens"},
+        "MAX_CHOICES": {"Ref": "MaxChoices"},
+        "ALLOWED_SERVICE_TIERS": {"Ref": "AllowedServiceTiers"},
+        "ALLOW_AUDIO_OUTPUT": {"Ref": "AllowAudioOutput"},
+        "ALLOW_WEB_SEARCH": {"Ref": "AllowWebSearch"},
+        "ALLOW_PREDICTION": {"Ref": "AllowPrediction"},
+        "ALLOWED_EMBEDDING_MODELS": {"Ref": "AllowedEmbeddingModels"},
+        "ALLOWED_HOSTED_TOOLS": {"Ref": "AllowedHostedTools"},
+        "ALLOW_BACKGROUND": {"Ref": "AllowBackground"},
         "SYSTEM_PROMPT": {"Ref": "SystemPrompt"},
         "CORS_ALLOW_ORIGINS": {"Ref": "CorsAllowOrigins"},
         "SESSION_TTL_SECONDS": {"Ref": "SessionTtlSeconds"},
@@ -329,9 +337,7 @@ def test_anonymous_bursts_leave_reserved_concurrency_for_keyed_callers(
             assert parameters[name]["Type"] == "Number"
             assert parameters[name]["MinValue"] <= parameters[name]["Default"]
     assert parameters["PageThrottleBurstLimit"]["Default"] >= 4  # a page load's four files
-    bursts = sum(
-        parameters[_throttle_parameters(path)[1]]["Default"] for _, path in PUBLIC_ROUTES
-    )
+    bursts = sum(parameters[_throttle_parameters(path)[1]]["Default"] for _, path in PUBLIC_ROUTES)
     assert bursts < parameters["ReservedConcurrency"]["Default"]
 
 

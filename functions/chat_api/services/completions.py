@@ -10,6 +10,13 @@ from openai.types import Model
 
 from chat_api.compat_schemas import ModelList
 from chat_api.exceptions import InvalidRequest, UpstreamRejectedRequest
+from chat_api.services.guards import (
+    check_choices,
+    check_enabled,
+    check_model,
+    check_service_tier,
+    check_token_cap,
+)
 from chat_api.services.relay import to_usage
 
 if TYPE_CHECKING:
@@ -35,22 +42,11 @@ def list_models(settings: Settings) -> ModelList:
 
 def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[str, Any]:
     """The parameters sent to OpenAI, or `InvalidRequest` if configuration does not allow them."""
-    if request.model not in settings.allowed_models:
-        raise InvalidRequest(
-            f"The model '{request.model}' is not available on this service; "
-            f"allowed: {', '.join(settings.allowed_models)}.",
-            param="model",
-            code="model_not_allowed",
-        )
+    check_model(request.model, settings.allowed_models)
     cap = settings.max_completion_tokens
     for name in ("max_tokens", "max_completion_tokens"):
-        value = getattr(request, name)
-        if value is not None and value > cap:
-            raise InvalidRequest(
-                f"'{name}' may be at most {cap} on this service.",
-                param=name,
-                code="invalid_value",
-            )
+        check_token_cap(name, getattr(request, name), cap)
+    _check_costly(request, settings)
     params = request.model_dump(exclude_unset=True, exclude={"stream"})
     if unsendable := find_unsendable(params):
         field, problem = unsendable
@@ -61,6 +57,30 @@ def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[
         # Without a limit the model may write until its own maximum, at the owner's expense.
         params["max_completion_tokens"] = cap
     return params
+
+
+def _check_costly(request: ChatCompletionRequest, settings: Settings) -> None:
+    """The parameters that raise the owner's bill, within what configuration allows."""
+    check_choices(request.n, settings)
+    check_service_tier(request.service_tier, settings)
+    check_enabled(
+        "modalities",
+        "audio" in (request.modalities or ()),
+        settings.allow_audio_output,
+        "ALLOW_AUDIO_OUTPUT",
+    )
+    check_enabled(
+        "audio", request.audio is not None, settings.allow_audio_output, "ALLOW_AUDIO_OUTPUT"
+    )
+    check_enabled(
+        "web_search_options",
+        request.web_search_options is not None,
+        settings.allow_web_search,
+        "ALLOW_WEB_SEARCH",
+    )
+    check_enabled(
+        "prediction", request.prediction is not None, settings.allow_prediction, "ALLOW_PREDICTION"
+    )
 
 
 async def create_completion(
