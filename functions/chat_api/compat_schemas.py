@@ -134,3 +134,34 @@ class ModelList(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[Model]
+
+
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+EmbeddingText = Annotated[str, Field(min_length=1)]
+
+
+class EmbeddingRequest(BaseModel):
+    """`POST /v1/embeddings` body: OpenAI's parameters; sizes are bounded in the service."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"model": "text-embedding-3-small", "input": "Hi"}]},
+    )
+
+    input: (
+        EmbeddingText
+        | Annotated[list[EmbeddingText], Field(min_length=1)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1)]
+    )
+    model: str = Field(min_length=1)
+    dimensions: Annotated[int, Field(ge=1, le=3072)] | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+
+    @field_validator("input", "model", "user", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
+        return value

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from openai.types import Model
 
 from chat_api.compat_schemas import ModelList
-from chat_api.exceptions import InvalidRequest, UpstreamRejectedRequest
+from chat_api.exceptions import InvalidRequest, NotFound, UpstreamRejectedRequest
 from chat_api.services.guards import (
     check_choices,
     check_enabled,
@@ -38,6 +38,15 @@ def list_models(settings: Settings) -> ModelList:
             for model in settings.allowed_models
         ]
     )
+
+
+def retrieve_model(model: str, settings: Settings) -> Model:
+    """One model clients may name, as OpenAI's `GET /v1/models/{model}` answers; else 404."""
+    if model not in (*settings.allowed_models, *settings.allowed_embedding_models):
+        raise NotFound(
+            f"The model '{model}' does not exist on this service.", code="model_not_found"
+        )
+    return Model(id=model, object="model", created=0, owned_by="system")
 
 
 def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[str, Any]:
@@ -94,7 +103,7 @@ async def create_completion(
         # The parameters are typed by the request model; unpacked, mypy sees them as Any.
         return cast("ChatCompletion", await client.chat.completions.create(**params))
 
-    with _refusal_is_the_clients():
+    with refusal_is_the_clients():
         completion = await upstream.call(create)
     upstream.log.model = completion.model
     upstream.log.usage = to_usage(completion.usage)
@@ -114,7 +123,7 @@ async def open_completion_stream(
             await client.chat.completions.create(stream=True, **params),
         )
 
-    with _refusal_is_the_clients():
+    with refusal_is_the_clients():
         return await upstream.call(create, streamed=True)
 
 
@@ -145,7 +154,7 @@ def find_unsendable(value: object, path: str = "") -> tuple[str, str] | None:
 
 
 @contextmanager
-def _refusal_is_the_clients() -> Iterator[None]:
+def refusal_is_the_clients() -> Iterator[None]:
     """OpenAI's 400 for a request the client composed is the client's 400, not a 502."""
     try:
         yield
