@@ -445,10 +445,21 @@ def _input_items(payload: dict[str, Any]) -> list[dict[str, Any]]:
     raw = payload.get("input", "")
     if isinstance(raw, str):
         raw = [{"role": "user", "content": raw}]
-    return [
-        {"id": f"msg_in{index}", "type": "message", "status": "completed", **item}
-        for index, item in enumerate(raw)
-    ]
+    items = []
+    for index, item in enumerate(raw):
+        content = item.get("content", "")
+        if isinstance(content, str):
+            content = [{"type": "input_text", "text": content}]
+        items.append(
+            {
+                "id": f"msg_in{index}",
+                "type": "message",
+                "status": "completed",
+                **item,
+                "content": content,
+            }
+        )
+    return items
 
 
 def _echo(items: list[dict[str, Any]]) -> str:

@@ -165,3 +165,70 @@ class EmbeddingRequest(BaseModel):
         if value is None:
             raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
         return value
+
+
+class ResponseCreateRequest(BaseModel):
+    """`POST /v1/responses` body: OpenAI's Responses parameters (the pinned SDK's).
+
+    Free-form parts are checked in `services/responses.py`: hosted tools, `background`,
+    `conversation`, `prompt`, and who owns `previous_response_id`.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"model": "gpt-4o-mini", "input": "Hi"}]},
+    )
+
+    model: str = Field(min_length=1)
+    input: str | Annotated[list[dict[str, Any]], Field(max_length=MAX_MESSAGES)] | None = None
+    instructions: str | None = None
+    max_output_tokens: Annotated[int, Field(ge=16)] | None = None
+    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
+    metadata: Metadata | None = None
+    parallel_tool_calls: bool | None = None
+    previous_response_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    store: bool | None = None
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    include: list[str] | None = None
+    service_tier: ServiceTier | None = None
+    safety_identifier: Annotated[str, Field(max_length=128)] | None = None
+    prompt_cache_key: Annotated[str, Field(max_length=1024)] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    moderation: dict[str, Any] | None = None
+    context_management: list[dict[str, Any]] | None = None
+    image: dict[str, Any] | None = None
+    access_programs: dict[str, Any] | None = None
+    # Refused or bounded by the service, but OpenAI's: named, so the 400 says why.
+    background: bool | None = None
+    background_options: dict[str, Any] | None = None
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+
+    @field_validator(
+        "access_programs",
+        "background_options",
+        "image",
+        "input",
+        "prompt_cache_options",
+        "text",
+        "tool_choice",
+        "tools",
+        "user",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
+        return value

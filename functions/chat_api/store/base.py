@@ -18,6 +18,8 @@ Role = Literal["user", "assistant"]
 # A claim older than this belongs to a request that died (the function times out at 28 s):
 # another request with the same key may take it over.
 CLAIM_LEASE_SECONDS = 60.0
+# How long the service remembers who created a stored response: OpenAI keeps one 30 days.
+RESPONSE_OWNERSHIP_SECONDS = 30 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,24 @@ def answer_expiry(claim: IdempotencyClaim, session: Session) -> float:
     return min(claim.expires_at, session.expires_at)
 
 
+@dataclass(frozen=True, slots=True)
+class OwnedResponse:
+    """A response stored at OpenAI (Responses API), and the caller that created it."""
+
+    id: str
+    owner: str
+    expires_at: float
+
+
+def owns_response(record: OwnedResponse | None, owner: str, now: float) -> bool:
+    """Whether `owner` may read, continue or delete the response: theirs, and not expired.
+
+    OpenAI stores responses per organisation, shared by every caller of this service: a
+    response the service has no record of is nobody's here.
+    """
+    return record is not None and record.owner == owner and now < record.expires_at
+
+
 def holds_key(record: IdempotencyRecord, now: float) -> bool:
     """Whether the record still holds its key at `now`: answered, or claimed within the lease.
 
@@ -162,4 +182,16 @@ class SessionStore(Protocol):
 
     def release(self, claim: IdempotencyClaim) -> None:
         """Give the key up (the request failed), unless another request has taken it over."""
+        ...
+
+    def record_response(self, response: OwnedResponse, now: float) -> None:
+        """Remember who created a stored response (written once per id); drops expired ones."""
+        ...
+
+    def response_owner(self, response_id: str) -> OwnedResponse | None:
+        """The record of a stored response, if the service created it."""
+        ...
+
+    def forget_response(self, response_id: str) -> None:
+        """Drop the record (the response was deleted at OpenAI)."""
         ...
