@@ -12,7 +12,9 @@ from tests.conftest import CLIENT_API_KEY
 from tests.lambda_transport import BASE_URLS, EventSource, LambdaTransport
 
 if TYPE_CHECKING:
-    from tests.conftest import LambdaRuntime
+    import pytest
+
+    from tests.conftest import LambdaRuntime, Serve
 
 
 @dataclass
@@ -45,3 +47,12 @@ class Service:
         return AsyncOpenAI(
             base_url=self.base_url, api_key=api_key, max_retries=0, http_client=http_client
         )
+
+
+def service_for(request: pytest.FixtureRequest) -> Service:
+    """For a fixture parametrized with "uvicorn" or "lambda": the app there (REST events)."""
+    if request.param == "uvicorn":
+        serve: Serve = request.getfixturevalue("serve")
+        return Service.served(serve())
+    runtime: LambdaRuntime = request.getfixturevalue("lambda_runtime")
+    return Service.on_lambda(runtime, "rest-api")

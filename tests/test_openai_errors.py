@@ -55,10 +55,10 @@ def test_invalid_field_is_400_naming_it_as_param(
 
 
 def test_unknown_route_under_v1_is_404_in_openais_shape(client: TestClient) -> None:
-    response = client.get("/v1/embeddings")
+    response = client.get("/v1/files")
 
     assert response.status_code == 404
-    assert response.json() == openai_error("No route for GET /v1/embeddings.")
+    assert response.json() == openai_error("No route for GET /v1/files.")
 
 
 def test_wrong_method_under_v1_is_405_in_openais_shape(client: TestClient) -> None:

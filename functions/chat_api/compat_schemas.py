@@ -1,9 +1,11 @@
 """Request and list bodies of the OpenAI-compatible `/v1/` API.
 
 Responses reuse the `openai` SDK's own models (`ChatCompletion`, `ChatCompletionChunk`,
-`Model`). The request accepts the allow-listed Chat Completions parameters and nothing else:
-like OpenAI itself, an unknown parameter is a 400, so nothing reaches OpenAI unvetted (no
-`n` to multiply the cost, no `service_tier` to change its price, no client-chosen endpoint).
+`Model`). The request accepts OpenAI's Chat Completions parameters (those of the pinned SDK's
+`completion_create_params`) and nothing else: like OpenAI itself, an unknown parameter is a
+400, so nothing reaches OpenAI unvetted and no field chooses an endpoint. The ones that raise
+the owner's bill (`n`, `service_tier`, audio output, web search, predictions) are bounded by
+configuration in `services/completions.py`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ class StreamOptions(BaseModel):
 
 
 Penalty = Annotated[float, Field(ge=-2, le=2)]
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority", "fast"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+# OpenAI's metadata: up to 16 pairs, keys up to 64 characters, values up to 512.
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+    Field(max_length=16),
+]
 
 
 class ChatCompletionRequest(BaseModel):
@@ -67,9 +76,41 @@ class ChatCompletionRequest(BaseModel):
     presence_penalty: Penalty | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+    # Cost-bounded by configuration (MAX_CHOICES, ALLOWED_SERVICE_TIERS, ALLOW_*).
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    service_tier: ServiceTier | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    # Free of extra cost: passed as sent.
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = None
+    metadata: Metadata | None = None
+    store: bool | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prompt_cache_key: Annotated[str, Field(max_length=1024)] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    safety_identifier: Annotated[str, Field(max_length=128)] | None = None
+    moderation: dict[str, Any] | None = None
+    # Deprecated by OpenAI in favour of `tools` and `tool_choice`, still accepted there.
+    functions: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    function_call: Literal["none", "auto"] | dict[str, Any] | None = None
 
     @field_validator(
-        "parallel_tool_calls", "response_format", "tool_choice", "tools", "user", mode="before"
+        "function_call",
+        "functions",
+        "parallel_tool_calls",
+        "prompt_cache_options",
+        "response_format",
+        "tool_choice",
+        "tools",
+        "user",
+        "web_search_options",
+        mode="before",
     )
     @classmethod
     def _not_null(cls, value: object) -> object:
@@ -93,3 +134,101 @@ class ModelList(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[Model]
+
+
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+EmbeddingText = Annotated[str, Field(min_length=1)]
+
+
+class EmbeddingRequest(BaseModel):
+    """`POST /v1/embeddings` body: OpenAI's parameters; sizes are bounded in the service."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"model": "text-embedding-3-small", "input": "Hi"}]},
+    )
+
+    input: (
+        EmbeddingText
+        | Annotated[list[EmbeddingText], Field(min_length=1)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1)]
+    )
+    model: str = Field(min_length=1)
+    dimensions: Annotated[int, Field(ge=1, le=3072)] | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+
+    @field_validator("input", "model", "user", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
+        return value
+
+
+class ResponseCreateRequest(BaseModel):
+    """`POST /v1/responses` body: OpenAI's Responses parameters (the pinned SDK's).
+
+    Free-form parts are checked in `services/responses.py`: hosted tools, `background`,
+    `conversation`, `prompt`, and who owns `previous_response_id`.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"model": "gpt-4o-mini", "input": "Hi"}]},
+    )
+
+    model: str = Field(min_length=1)
+    input: str | Annotated[list[dict[str, Any]], Field(max_length=MAX_MESSAGES)] | None = None
+    instructions: str | None = None
+    max_output_tokens: Annotated[int, Field(ge=16)] | None = None
+    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
+    metadata: Metadata | None = None
+    parallel_tool_calls: bool | None = None
+    previous_response_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    store: bool | None = None
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    include: list[str] | None = None
+    service_tier: ServiceTier | None = None
+    safety_identifier: Annotated[str, Field(max_length=128)] | None = None
+    prompt_cache_key: Annotated[str, Field(max_length=1024)] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    moderation: dict[str, Any] | None = None
+    context_management: list[dict[str, Any]] | None = None
+    image: dict[str, Any] | None = None
+    access_programs: dict[str, Any] | None = None
+    # Refused or bounded by the service, but OpenAI's: named, so the 400 says why.
+    background: bool | None = None
+    background_options: dict[str, Any] | None = None
+    conversation: str | dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+
+    @field_validator(
+        "access_programs",
+        "background_options",
+        "image",
+        "input",
+        "prompt_cache_options",
+        "text",
+        "tool_choice",
+        "tools",
+        "user",
+        mode="before",
+    )
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
+        return value

@@ -38,6 +38,26 @@ class Settings(BaseSettings):
     )
     # The most completion tokens one /v1 call may ask for (and what it gets when it names none).
     max_completion_tokens: int = Field(default=4096, gt=0)
+    # What a /v1 request may ask for that raises the bill: choices per call (`n`), service
+    # tiers (flex, priority... are priced differently), audio output, web search, predictions.
+    max_choices: int = Field(default=1, ge=1, le=128)
+    allowed_service_tiers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["auto", "default"]
+    )
+    allow_audio_output: bool = False
+    allow_web_search: bool = False
+    allow_prediction: bool = False
+    # Models a client may name on /v1/embeddings, and how much one call may embed.
+    allowed_embedding_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["text-embedding-3-small"]
+    )
+    max_embedding_inputs: int = Field(default=64, ge=1, le=2048)
+    max_embedding_input_chars: int = Field(default=32_000, ge=1)
+    # OpenAI's hosted tools (web_search, file_search, mcp...) a /v1/responses call may use;
+    # each costs money or reaches out, so none by default. Function tools always pass.
+    allowed_hosted_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # `background: true` on /v1/responses: a response that outlives its request.
+    allow_background: bool = False
     # Each attempt is cut at this many seconds, and at the request's deadline, whichever is first.
     openai_timeout_seconds: float = Field(default=12.0, gt=0, le=28)
     # Retries after the first attempt, each only if it still fits before the deadline.
@@ -70,7 +90,15 @@ class Settings(BaseSettings):
     context_max_messages: int = Field(default=40, ge=1)
     context_max_chars: int = Field(default=32_000, gt=0)
 
-    @field_validator("cors_allow_origins", "allowed_models", "client_api_keys", mode="before")
+    @field_validator(
+        "cors_allow_origins",
+        "allowed_models",
+        "client_api_keys",
+        "allowed_service_tiers",
+        "allowed_embedding_models",
+        "allowed_hosted_tools",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         # A comma-separated list reads naturally in an environment variable.

@@ -19,6 +19,7 @@ from chat_api.config import Settings, get_settings
 from chat_api.keys import KeySource
 from chat_api.request_log import STATE_KEY, RequestLog
 from chat_api.services.chat import ChatTurn
+from chat_api.services.responses import Responses
 from chat_api.services.upstream import Deadline, Upstream
 from chat_api.store.base import SessionStore
 
@@ -100,3 +101,17 @@ async def get_chat_turn(
 
 
 ChatTurnDep = Annotated[ChatTurn, Depends(get_chat_turn)]
+
+
+async def get_responses(
+    upstream: UpstreamDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    clock: ClockDep,
+) -> Responses:
+    """The Responses API service for this caller."""
+    return Responses(upstream, store, settings, caller.id, clock)
+
+
+ResponsesDep = Annotated[Responses, Depends(get_responses)]

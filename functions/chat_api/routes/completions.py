@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Response
+from openai.types import Model
 from openai.types.chat import ChatCompletion
 
 from chat_api.compat_schemas import ChatCompletionRequest, ModelList
@@ -14,6 +15,7 @@ from chat_api.deps import SettingsDep, UpstreamDep, get_caller
 from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
 from chat_api.schemas import OpenAIErrorResponse
+from chat_api.services import completions as services
 from chat_api.services.completions import create_completion, list_models, open_completion_stream
 from chat_api.services.relay import relay_chunks
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
@@ -68,6 +70,14 @@ async def chat_completions(
 async def models(settings: SettingsDep) -> ModelList:
     """List the models clients may name, as OpenAI's `GET /v1/models` does."""
     return list_models(settings)
+
+
+@router.get(
+    "/models/{model}", responses=error_responses(401, 503, openai_shape=True), response_model=Model
+)
+async def retrieve_model(model: str, settings: SettingsDep) -> Model:
+    """One model clients may name, as OpenAI's `GET /v1/models/{model}` answers; else 404."""
+    return services.retrieve_model(model, settings)
 
 
 async def _chunk_events(

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, cast
 from openai.types import Model
 
 from chat_api.compat_schemas import ModelList
-from chat_api.exceptions import InvalidRequest, UpstreamRejectedRequest
+from chat_api.exceptions import InvalidRequest, NotFound, UpstreamRejectedRequest
+from chat_api.services.guards import (
+    check_choices,
+    check_enabled,
+    check_model,
+    check_service_tier,
+    check_token_cap,
+)
 from chat_api.services.relay import to_usage
 
 if TYPE_CHECKING:
@@ -33,24 +40,22 @@ def list_models(settings: Settings) -> ModelList:
     )
 
 
+def retrieve_model(model: str, settings: Settings) -> Model:
+    """One model clients may name, as OpenAI's `GET /v1/models/{model}` answers; else 404."""
+    if model not in (*settings.allowed_models, *settings.allowed_embedding_models):
+        raise NotFound(
+            f"The model '{model}' does not exist on this service.", code="model_not_found"
+        )
+    return Model(id=model, object="model", created=0, owned_by="system")
+
+
 def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[str, Any]:
     """The parameters sent to OpenAI, or `InvalidRequest` if configuration does not allow them."""
-    if request.model not in settings.allowed_models:
-        raise InvalidRequest(
-            f"The model '{request.model}' is not available on this service; "
-            f"allowed: {', '.join(settings.allowed_models)}.",
-            param="model",
-            code="model_not_allowed",
-        )
+    check_model(request.model, settings.allowed_models)
     cap = settings.max_completion_tokens
     for name in ("max_tokens", "max_completion_tokens"):
-        value = getattr(request, name)
-        if value is not None and value > cap:
-            raise InvalidRequest(
-                f"'{name}' may be at most {cap} on this service.",
-                param=name,
-                code="invalid_value",
-            )
+        check_token_cap(name, getattr(request, name), cap)
+    _check_costly(request, settings)
     params = request.model_dump(exclude_unset=True, exclude={"stream"})
     if unsendable := find_unsendable(params):
         field, problem = unsendable
@@ -61,6 +66,30 @@ def upstream_params(request: ChatCompletionRequest, settings: Settings) -> dict[
         # Without a limit the model may write until its own maximum, at the owner's expense.
         params["max_completion_tokens"] = cap
     return params
+
+
+def _check_costly(request: ChatCompletionRequest, settings: Settings) -> None:
+    """The parameters that raise the owner's bill, within what configuration allows."""
+    check_choices(request.n, settings)
+    check_service_tier(request.service_tier, settings)
+    check_enabled(
+        "modalities",
+        "audio" in (request.modalities or ()),
+        settings.allow_audio_output,
+        "ALLOW_AUDIO_OUTPUT",
+    )
+    check_enabled(
+        "audio", request.audio is not None, settings.allow_audio_output, "ALLOW_AUDIO_OUTPUT"
+    )
+    check_enabled(
+        "web_search_options",
+        request.web_search_options is not None,
+        settings.allow_web_search,
+        "ALLOW_WEB_SEARCH",
+    )
+    check_enabled(
+        "prediction", request.prediction is not None, settings.allow_prediction, "ALLOW_PREDICTION"
+    )
 
 
 async def create_completion(
@@ -74,7 +103,7 @@ async def create_completion(
         # The parameters are typed by the request model; unpacked, mypy sees them as Any.
         return cast("ChatCompletion", await client.chat.completions.create(**params))
 
-    with _refusal_is_the_clients():
+    with refusal_is_the_clients():
         completion = await upstream.call(create)
     upstream.log.model = completion.model
     upstream.log.usage = to_usage(completion.usage)
@@ -94,7 +123,7 @@ async def open_completion_stream(
             await client.chat.completions.create(stream=True, **params),
         )
 
-    with _refusal_is_the_clients():
+    with refusal_is_the_clients():
         return await upstream.call(create, streamed=True)
 
 
@@ -125,7 +154,7 @@ def find_unsendable(value: object, path: str = "") -> tuple[str, str] | None:
 
 
 @contextmanager
-def _refusal_is_the_clients() -> Iterator[None]:
+def refusal_is_the_clients() -> Iterator[None]:
     """OpenAI's 400 for a request the client composed is the client's 400, not a 502."""
     try:
         yield

@@ -99,6 +99,15 @@ class MessagePage:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OwnedResponse:
+    """A response stored at OpenAI (Responses API), and the caller that created it."""
+
+    id: str
+    owner: str
+    expires_at: float
+
+
 class SessionStore(Protocol):
     """Conversations and idempotency records, safe under concurrent requests."""
 
@@ -141,4 +150,16 @@ class SessionStore(Protocol):
 
     def release(self, claim: IdempotencyClaim) -> None:
         """Give the key up (the request failed), unless another request has taken it over."""
+        ...
+
+    def record_response(self, response: OwnedResponse, now: float) -> None:
+        """Remember who created a stored response (written once per id); drops expired ones."""
+        ...
+
+    def response_owner(self, response_id: str) -> OwnedResponse | None:
+        """The record of a stored response, if the service created it."""
+        ...
+
+    def forget_response(self, response_id: str) -> None:
+        """Drop the record (the response was deleted at OpenAI)."""
         ...

@@ -24,7 +24,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chat_api.backoff import jittered_backoff
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
 from chat_api.store import rules
-from chat_api.store.base import Conversation, IdempotencyRecord, Message, MessagePage, Session
+from chat_api.store.base import (
+    Conversation,
+    IdempotencyRecord,
+    Message,
+    MessagePage,
+    OwnedResponse,
+    Session,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -51,6 +58,9 @@ IDEMPOTENCY_PREFIX = "idem#"
 IDEMPOTENCY_SORT_KEY = "idempotency"
 # The header's string set of its turns' idempotency record ids, deleted with the session.
 RECORDS_ATTRIBUTE = "idempotency_records"
+# Who created each response stored at OpenAI: `resp#<id>` items, expiring by TTL.
+RESPONSE_PREFIX = "resp#"
+RESPONSE_SORT_KEY = "response"
 POSITION_DIGITS = 10
 # Transactions that DynamoDB cancels for a conflict with another one in flight are retried.
 WRITE_ATTEMPTS = 8
@@ -191,6 +201,39 @@ class DynamoDBSessionStore:
                 )
         except ClientError:
             pass  # another request took the key over: it is theirs to keep
+
+    def record_response(self, response: OwnedResponse, now: float) -> None:
+        """Remember who created a stored response (written once per id); TTL drops old ones."""
+        del now  # DynamoDB's TTL removes expired records
+        item: Item = {
+            **_response_key(response.id),
+            "owner": {"S": response.owner},
+            TTL_ATTRIBUTE: {"N": str(_ttl(response.expires_at))},
+        }
+        try:
+            with _store_errors("PutItem", passing="ConditionalCheckFailedException"):
+                self._client.put_item(
+                    TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+                )
+        except ClientError:
+            pass  # recorded already: the first owner stays
+
+    def response_owner(self, response_id: str) -> OwnedResponse | None:
+        """The record of a stored response, if the service created it."""
+        with _store_errors("GetItem"):
+            item = self._client.get_item(
+                TableName=self._table, Key=_response_key(response_id), ConsistentRead=True
+            ).get("Item")
+        if not item:
+            return None
+        return OwnedResponse(
+            id=response_id, owner=item["owner"]["S"], expires_at=float(item[TTL_ATTRIBUTE]["N"])
+        )
+
+    def forget_response(self, response_id: str) -> None:
+        """Drop the record (the response was deleted at OpenAI)."""
+        with _store_errors("DeleteItem"):
+            self._client.delete_item(TableName=self._table, Key=_response_key(response_id))
 
     def _header(self, session_id: str) -> Item | None:
         with _store_errors("GetItem"):
@@ -392,6 +435,10 @@ def _idempotency_key(record_id: str) -> Item:
         PARTITION_KEY: {"S": IDEMPOTENCY_PREFIX + record_id},
         SORT_KEY: {"S": IDEMPOTENCY_SORT_KEY},
     }
+
+
+def _response_key(response_id: str) -> Item:
+    return {PARTITION_KEY: {"S": RESPONSE_PREFIX + response_id}, SORT_KEY: {"S": RESPONSE_SORT_KEY}}
 
 
 def _live_session(session_id: str, header: Item | None, owner: str, now: float) -> Session | None:

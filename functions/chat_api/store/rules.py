@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, Session
+    from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, OwnedResponse, Session
 
 # A claim older than this belongs to a request that died (the function times out at 28 s):
 # another request with the same key may take it over.
 CLAIM_LEASE_SECONDS = 60.0
+# How long the service remembers who created a stored response: OpenAI keeps one 30 days.
+RESPONSE_OWNERSHIP_SECONDS = 30 * 86_400
 
 
 def is_live(session: Session, owner: str, now: float) -> bool:
@@ -34,3 +36,12 @@ def holds_key(record: IdempotencyRecord, now: float) -> bool:
     if now >= record.expires_at:
         return False
     return record.response is not None or now - record.claimed_at < CLAIM_LEASE_SECONDS
+
+
+def owns_response(record: OwnedResponse | None, owner: str, now: float) -> bool:
+    """Whether `owner` may read, continue or delete the response: theirs, and not expired.
+
+    OpenAI stores responses per organisation, shared by every caller of this service: a
+    response the service has no record of is nobody's here.
+    """
+    return record is not None and record.owner == owner and now < record.expires_at

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, cast
 
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
 from chat_api.store import rules
-from chat_api.store.base import Conversation, IdempotencyRecord, Message, MessagePage, Session
+from chat_api.store.base import (
+    Conversation,
+    IdempotencyRecord,
+    Message,
+    MessagePage,
+    OwnedResponse,
+    Session,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -53,6 +60,12 @@ CREATE TABLE IF NOT EXISTS session_idempotency (
     session_id TEXT NOT NULL,
     record_id TEXT NOT NULL,
     PRIMARY KEY (session_id, record_id)
+);
+-- Who created each response stored at OpenAI (the Responses API).
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
 );
 """
 
@@ -197,6 +210,28 @@ class SQLiteSessionStore:
             db.execute(
                 "DELETE FROM idempotency WHERE id = ? AND token = ?", (claim.record_id, claim.token)
             )
+
+    def record_response(self, response: OwnedResponse, now: float) -> None:
+        """Remember who created a stored response (written once per id); drops expired ones."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT OR IGNORE INTO responses (id, owner, expires_at) VALUES (?, ?, ?)",
+                (response.id, response.owner, response.expires_at),
+            )
+
+    def response_owner(self, response_id: str) -> OwnedResponse | None:
+        """The record of a stored response, if the service created it."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT owner, expires_at FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
+        return None if row is None else OwnedResponse(response_id, *row)
+
+    def forget_response(self, response_id: str) -> None:
+        """Drop the record (the response was deleted at OpenAI)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

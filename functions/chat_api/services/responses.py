@@ -1,0 +1,295 @@
+"""OpenAI's Responses API behind the service's guards, with stored responses owned per caller.
+
+OpenAI stores responses per organisation, and every caller of this service shares the
+owner's: the service records which caller created each stored response, and answers any
+other caller (GET, DELETE, cancel, input_items, `previous_response_id`) with the 404 of an
+unknown id, without calling OpenAI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+import httpx
+import openai
+from openai.types.responses import Response, ResponseItemList
+
+from chat_api.exceptions import (
+    DeadlineExceeded,
+    InvalidRequest,
+    NotFound,
+    UpstreamBrokeOff,
+    UpstreamInvalidResponse,
+)
+from chat_api.schemas import Usage
+from chat_api.services.completions import find_unsendable, refusal_is_the_clients
+from chat_api.services.guards import (
+    check_enabled,
+    check_model,
+    check_service_tier,
+    check_token_cap,
+    not_allowed,
+)
+from chat_api.services.relay import NOT_FINISHED
+from chat_api.services.upstream import MIN_ATTEMPT_SECONDS, upstream_failure
+from chat_api.store.base import OwnedResponse
+from chat_api.store.rules import RESPONSE_OWNERSHIP_SECONDS, owns_response
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from openai import AsyncOpenAI, AsyncStream
+    from openai.types.responses import ResponseStreamEvent, ResponseUsage
+
+    from chat_api.compat_schemas import ResponseCreateRequest
+    from chat_api.config import Settings
+    from chat_api.services.upstream import Upstream
+    from chat_api.store.base import SessionStore
+
+# Tools the client's own code runs: OpenAI only names the call, nothing is spent or reached.
+CLIENT_TOOLS = frozenset({"function", "custom"})
+FINAL_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+
+
+class ResponseNotFound(NotFound):
+    """No such response for this caller: never created here, deleted, or another caller's."""
+
+    default_message = "No response found with that id."
+
+
+class Responses:
+    """The Responses API for one caller: create, read, cancel, delete, list input items."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        store: SessionStore,
+        settings: Settings,
+        caller: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self._upstream = upstream
+        self._store = store
+        self._settings = settings
+        self._caller = caller
+        self._clock = clock
+
+    def params(self, request: ResponseCreateRequest) -> dict[str, Any]:
+        """The parameters sent to OpenAI, or `InvalidRequest` / 404 if they may not be."""
+        settings = self._settings
+        check_model(request.model, settings.allowed_models)
+        check_token_cap(
+            "max_output_tokens", request.max_output_tokens, settings.max_completion_tokens
+        )
+        check_service_tier(request.service_tier, settings)
+        check_enabled(
+            "background", bool(request.background), settings.allow_background, "ALLOW_BACKGROUND"
+        )
+        if request.conversation is not None:
+            raise not_allowed("conversation", "'conversation' is not supported on this service.")
+        if request.prompt is not None:
+            # A stored prompt brings its own model and tools, past every check here.
+            raise not_allowed("prompt", "'prompt' is not supported on this service.")
+        _check_tools(request.tools or [], settings.allowed_hosted_tools, "tools")
+        _check_input(request.input)
+        if request.previous_response_id is not None:
+            self._owned(request.previous_response_id)
+        params = request.model_dump(exclude_unset=True, exclude={"stream"})
+        if unsendable := find_unsendable(params):
+            field, problem = unsendable
+            raise InvalidRequest(
+                f"Invalid field '{field}': {problem}", param=field, code="invalid_value"
+            )
+        # Without a limit the model may write until its own maximum, at the owner's expense.
+        params.setdefault("max_output_tokens", settings.max_completion_tokens)
+        self._upstream.log.model = request.model
+        return params
+
+    async def create(self, request: ResponseCreateRequest) -> Response:
+        """One whole response; a stored one is recorded as this caller's."""
+        params = self.params(request)
+
+        async def create(client: AsyncOpenAI) -> Response:
+            return cast("Response", await client.responses.create(**params))
+
+        with refusal_is_the_clients():
+            response = await self._upstream.call(create)
+        self._own(response, params)
+        self._note(response)
+        return response
+
+    async def open_stream(
+        self, request: ResponseCreateRequest
+    ) -> AsyncIterator[ResponseStreamEvent]:
+        """Start a streamed response: failures before the first byte raise here, as usual."""
+        params = self.params(request)
+
+        async def create(client: AsyncOpenAI) -> AsyncStream[ResponseStreamEvent]:
+            return cast(
+                "AsyncStream[ResponseStreamEvent]",
+                await client.responses.create(stream=True, **params),
+            )
+
+        with refusal_is_the_clients():
+            stream = await self._upstream.call(create, streamed=True)
+        return self._relay(stream, params)
+
+    async def _relay(
+        self, stream: AsyncStream[ResponseStreamEvent], params: dict[str, Any]
+    ) -> AsyncIterator[ResponseStreamEvent]:
+        """OpenAI's events as sent, each within the attempt timeout and the deadline."""
+        upstream = self._upstream
+        finished = False
+        owned = False
+        events = aiter(stream)
+        async with stream:
+            while True:
+                try:
+                    async with asyncio.timeout(max(upstream.chunk_timeout(), 0)):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    if upstream.deadline.remaining() < MIN_ATTEMPT_SECONDS:
+                        raise DeadlineExceeded(NOT_FINISHED) from exc
+                    raise UpstreamBrokeOff from exc
+                except json.JSONDecodeError as exc:
+                    raise UpstreamInvalidResponse("OpenAI sent a malformed event.") from exc
+                except (openai.APIConnectionError, httpx.TransportError) as exc:
+                    raise UpstreamBrokeOff from exc
+                except openai.OpenAIError as exc:
+                    raise upstream_failure(exc) from exc
+                response = getattr(event, "response", None)
+                if isinstance(response, Response):
+                    if not owned:
+                        # Before the client learns the id, so it is never another's meanwhile.
+                        self._own(response, params)
+                        owned = True
+                    self._note(response)
+                finished = finished or event.type in FINAL_EVENTS
+                yield event
+        if not finished:
+            raise UpstreamInvalidResponse("OpenAI's stream ended before the response finished.")
+
+    async def retrieve(self, response_id: str) -> Response:
+        """A stored response of this caller's."""
+        self._owned(response_id)
+
+        async def get(client: AsyncOpenAI) -> Response | None:
+            try:
+                return await client.responses.retrieve(response_id)
+            except openai.NotFoundError:
+                return None
+
+        return self._found(await self._upstream.call(get))
+
+    async def cancel(self, response_id: str) -> Response:
+        """Cancel a background response of this caller's."""
+        self._owned(response_id)
+
+        async def cancel(client: AsyncOpenAI) -> Response | None:
+            try:
+                return await client.responses.cancel(response_id)
+            except openai.NotFoundError:
+                return None
+
+        with refusal_is_the_clients():
+            return self._found(await self._upstream.call(cancel))
+
+    async def delete(self, response_id: str) -> None:
+        """Delete a stored response of this caller's, at OpenAI and here."""
+        self._owned(response_id)
+
+        async def delete(client: AsyncOpenAI) -> bool:
+            try:
+                await client.responses.delete(response_id)
+            except openai.NotFoundError:
+                return False
+            return True
+
+        deleted = await self._upstream.call(delete)
+        self._store.forget_response(response_id)
+        if not deleted:
+            raise ResponseNotFound
+
+    async def input_items(self, response_id: str, query: dict[str, Any]) -> ResponseItemList:
+        """A page of a stored response's input items (OpenAI's paging parameters as sent)."""
+        self._owned(response_id)
+
+        async def items(client: AsyncOpenAI) -> ResponseItemList | None:
+            try:
+                return await client.get(
+                    f"/responses/{response_id}/input_items",
+                    cast_to=ResponseItemList,
+                    options={"params": query},
+                )
+            except openai.NotFoundError:
+                return None
+
+        found = await self._upstream.call(items)
+        if found is None:
+            raise ResponseNotFound
+        return found
+
+    def _owned(self, response_id: str) -> None:
+        """404, before any call to OpenAI, unless the caller created this response."""
+        record = self._store.response_owner(response_id)
+        if not owns_response(record, self._caller, self._clock()):
+            raise ResponseNotFound
+
+    def _own(self, response: Response, params: dict[str, Any]) -> None:
+        """Record a response OpenAI keeps (store is its default) as this caller's."""
+        if params.get("store") is False:
+            return
+        now = self._clock()
+        record = OwnedResponse(response.id, self._caller, now + RESPONSE_OWNERSHIP_SECONDS)
+        self._store.record_response(record, now)
+
+    def _note(self, response: Response) -> None:
+        log = self._upstream.log
+        log.model = response.model or log.model
+        log.usage = _usage(response.usage) or log.usage
+
+    def _found(self, response: Response | None) -> Response:
+        if response is None:
+            raise ResponseNotFound
+        self._note(response)
+        return response
+
+
+def _usage(usage: ResponseUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    return Usage(
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def _check_tools(tools: list[dict[str, Any]], allowed: list[str], path: str) -> None:
+    """Hosted tools (web_search, mcp...) only if ALLOWED_HOSTED_TOOLS lists them."""
+    for index, tool in enumerate(tools):
+        kind = str(tool.get("type"))
+        if kind == "namespace":
+            _check_tools(list(tool.get("tools") or []), allowed, f"{path}[{index}].tools")
+        elif kind not in CLIENT_TOOLS and kind not in allowed:
+            raise not_allowed(
+                f"{path}[{index}]",
+                f"The hosted tool '{kind}' is not allowed on this service (ALLOWED_HOSTED_TOOLS).",
+            )
+
+
+def _check_input(items: str | list[dict[str, Any]] | None) -> None:
+    """No `item_reference`: it reads an item stored at OpenAI, which may be another caller's."""
+    if not isinstance(items, list):
+        return
+    for index, item in enumerate(items):
+        if item.get("type") == "item_reference":
+            raise not_allowed(
+                f"input[{index}]",
+                "Input items of type 'item_reference' are not supported on this service: "
+                "use previous_response_id.",
+            )
