@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from chat_api.routes import chat, completions, health, page, sessions
+from chat_api.routes import chat, completions, health, page, sessions, usage
 
 api_router = APIRouter()
 api_router.include_router(chat.router)
 api_router.include_router(sessions.router)
+api_router.include_router(usage.router)
 api_router.include_router(completions.router)
 api_router.include_router(health.router)
 api_router.include_router(page.router)

@@ -163,3 +163,52 @@ class SessionStore(Protocol):
     def release(self, claim: IdempotencyClaim) -> None:
         """Give the key up (the request failed), unless another request has taken it over."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAccount:
+    """One caller's tally for one budget period, and when its record may be forgotten."""
+
+    caller: str
+    period: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetTally:
+    """What an account holds: tokens spent (settled), and reserved by calls still running."""
+
+    spent: int = 0
+    reserved: int = 0
+
+
+def admission_ceiling(budget: int, amount: int) -> int | None:
+    """The highest `committed` (spent + reserved) at which `amount` more still fits the budget.
+
+    The rule is `committed + amount <= budget`, turned around so that a store can check it in
+    one conditional write without arithmetic (DynamoDB's conditions cannot add). None when
+    `amount` alone is over the budget: it never fits.
+    """
+    ceiling = budget - amount
+    return ceiling if ceiling >= 0 else None
+
+
+def fits(committed: int, ceiling: int) -> bool:
+    """Whether a reservation is admitted, for a store that reads `committed` in its transaction."""
+    return committed <= ceiling
+
+
+class BudgetStore(Protocol):
+    """Token tallies per caller and period; every change one atomic write."""
+
+    def reserve(self, account: BudgetAccount, amount: int, ceiling: int) -> bool:
+        """Add `amount` to reserved and committed if `fits(committed, ceiling)`; whether it did."""
+        ...
+
+    def settle(self, account: BudgetAccount, reserved: int, actual: int) -> None:
+        """Turn a reservation into `actual` spent tokens (0 releases it)."""
+        ...
+
+    def tally(self, account: BudgetAccount) -> BudgetTally:
+        """The account's spent and reserved tokens (zeros if it has none yet)."""
+        ...

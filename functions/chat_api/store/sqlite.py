@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, cast
 
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
 from chat_api.store.base import (
+    BudgetAccount,
+    BudgetTally,
     ClaimedResponse,
     Conversation,
     IdempotencyClaim,
@@ -24,6 +26,7 @@ from chat_api.store.base import (
     Role,
     Session,
     answer_expiry,
+    fits,
     holds_key,
     is_live,
 )
@@ -63,11 +66,21 @@ CREATE TABLE IF NOT EXISTS session_idempotency (
     record_id TEXT NOT NULL,
     PRIMARY KEY (session_id, record_id)
 );
+-- Token budgets: one row per caller and period; committed = spent + reserved.
+CREATE TABLE IF NOT EXISTS budgets (
+    caller TEXT NOT NULL,
+    period TEXT NOT NULL,
+    committed INTEGER NOT NULL,
+    reserved INTEGER NOT NULL,
+    spent INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (caller, period)
+);
 """
 
 
 class SQLiteSessionStore:
-    """The SessionStore in one SQLite file, created on first use."""
+    """The SessionStore (and the BudgetStore) in one SQLite file, created on first use."""
 
     def __init__(self, path: Path, busy_timeout_seconds: float = 5.0) -> None:
         self._path = path
@@ -213,6 +226,47 @@ class SQLiteSessionStore:
             db.execute(
                 "DELETE FROM idempotency WHERE id = ? AND token = ?", (claim.record_id, claim.token)
             )
+
+    def reserve(self, account: BudgetAccount, amount: int, ceiling: int) -> bool:
+        """Add `amount` to the account if it `fits` under `ceiling` (see BudgetStore)."""
+        # One IMMEDIATE transaction: the read and the write hold the write lock together, so
+        # concurrent reservations are admitted one after the other against the same total.
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT committed FROM budgets WHERE caller = ? AND period = ?",
+                (account.caller, account.period),
+            ).fetchone()
+            if not fits(row[0] if row else 0, ceiling):
+                return False
+            if row is None:
+                # A new period's first row: drop the rows of periods that have ended.
+                db.execute("DELETE FROM budgets WHERE expires_at < ?", (account.expires_at,))
+            db.execute(
+                "INSERT INTO budgets (caller, period, committed, reserved, spent, expires_at)"
+                " VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (caller, period) DO UPDATE SET"
+                " committed = committed + excluded.committed,"
+                " reserved = reserved + excluded.reserved",
+                (account.caller, account.period, amount, amount, account.expires_at),
+            )
+        return True
+
+    def settle(self, account: BudgetAccount, reserved: int, actual: int) -> None:
+        """Turn a reservation into `actual` spent tokens (see BudgetStore)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE budgets SET committed = committed + ?, reserved = reserved - ?,"
+                " spent = spent + ? WHERE caller = ? AND period = ?",
+                (actual - reserved, reserved, actual, account.caller, account.period),
+            )
+
+    def tally(self, account: BudgetAccount) -> BudgetTally:
+        """The account's spent and reserved tokens (see BudgetStore)."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT spent, reserved FROM budgets WHERE caller = ? AND period = ?",
+                (account.caller, account.period),
+            ).fetchone()
+        return BudgetTally(*row) if row else BudgetTally()
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
