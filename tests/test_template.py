@@ -178,6 +178,8 @@ def test_environment_is_read_from_parameters(
         "OPENAI_MODEL": {"Ref": "OpenAIModel"},
         "ALLOWED_MODELS": {"Ref": "AllowedModels"},
         "MAX_COMPLETION_TOKENS": {"Ref": "MaxCompletionTokens"},
+        "TOKEN_BUDGET": {"Ref": "TokenBudget"},
+        "TOKEN_BUDGET_PERIOD": {"Ref": "TokenBudgetPeriod"},
         "SYSTEM_PROMPT": {"Ref": "SystemPrompt"},
         "CORS_ALLOW_ORIGINS": {"Ref": "CorsAllowOrigins"},
         "SESSION_TTL_SECONDS": {"Ref": "SessionTtlSeconds"},
