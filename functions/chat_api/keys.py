@@ -98,8 +98,14 @@ class KeySource:
         return (await self._secret_values()).client_api_keys
 
     async def token_budgets(self) -> dict[str, int]:
-        """The secret's per-caller token budgets (by caller id); none without a secret."""
-        if not self._settings.openai_api_key_secret_id:
+        """The secret's per-caller token budgets (by caller id), if the secret is read at all.
+
+        It is read only for what it is used for already: the OpenAI key, or the client keys.
+        """
+        settings = self._settings
+        if not self.from_secret and (
+            settings.client_api_keys or not settings.openai_api_key_secret_id
+        ):
             return {}
         return (await self._secret_values()).token_budgets
 
