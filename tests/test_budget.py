@@ -16,8 +16,10 @@ from fastapi.testclient import TestClient
 
 from chat_api import clients
 from chat_api.caller import client_key_caller_id
-from chat_api.deps import get_clock
+from chat_api.deps import budget_store_dependency, get_clock
+from chat_api.exceptions import StoreUnavailable
 from chat_api.main import create_app
+from chat_api.store.base import BudgetAccount, BudgetStore, BudgetTally
 from tests.conftest import (
     CLIENT_API_KEY,
     TEST_OPENAI_KEY,
@@ -403,3 +405,49 @@ def test_handler_with_dynamodb_admits_exactly_what_fits(
 def _no_leftover_replies(fake_openai: FakeOpenAI) -> Iterator[None]:
     yield
     fake_openai.replies.clear()
+
+
+def test_usage_over_the_reservation_is_counted_as_reported(
+    budget: Callable[..., None], app: Callable[[], TestClient], fake_openai: FakeOpenAI
+) -> None:
+    budget("100000")
+    events = stream_of("Hi", include_usage=True)
+    usage = {"prompt_tokens": 4000, "completion_tokens": 1, "total_tokens": 4001}
+    last = events[-1]
+    assert isinstance(last, dict)
+    events[-1] = {**last, "usage": usage}  # more than the bound: OpenAI's word counts
+    fake_openai.enqueue(Reply(stream=events))
+    with app() as client:
+        client.post("/chat", json={"message": "Hi", "store": False}).raise_for_status()
+        assert usage_of(client)["spent"] == 4001
+
+
+class SettleFails:
+    """The real store, except that settlements fail as a throttled DynamoDB's would."""
+
+    def __init__(self, store: BudgetStore) -> None:
+        self._store = store
+
+    def reserve(self, account: BudgetAccount, amount: int, ceiling: int) -> bool:
+        return self._store.reserve(account, amount, ceiling)
+
+    def settle(self, account: BudgetAccount, reserved: int, actual: int) -> None:
+        raise StoreUnavailable("throttled")
+
+    def tally(self, account: BudgetAccount) -> BudgetTally:
+        return self._store.tally(account)
+
+
+def test_failed_settlement_leaves_the_whole_reservation_counted(
+    budget: Callable[..., None], fake_openai: FakeOpenAI
+) -> None:
+    budget(FITS_ONE)
+    application = create_app()
+    store = SettleFails(clients.get_budget_store())
+    application.dependency_overrides[budget_store_dependency] = lambda: store
+    with authorized_client(application) as client:
+        assert client.post("/chat", json={"message": "Hi", "store": False}).status_code == 200
+        tally = usage_of(client)
+        assert client.post("/chat", json={"message": "Hi", "store": False}).status_code == 429
+    assert tally["spent"] == 0
+    assert tally["reserved"] > 1000
