@@ -186,6 +186,8 @@ def test_environment_is_read_from_parameters(
         "ALLOWED_EMBEDDING_MODELS": {"Ref": "AllowedEmbeddingModels"},
         "ALLOWED_HOSTED_TOOLS": {"Ref": "AllowedHostedTools"},
         "ALLOW_BACKGROUND": {"Ref": "AllowBackground"},
+        "TOKEN_BUDGET": {"Ref": "TokenBudget"},
+        "TOKEN_BUDGET_PERIOD": {"Ref": "TokenBudgetPeriod"},
         "SYSTEM_PROMPT": {"Ref": "SystemPrompt"},
         "CORS_ALLOW_ORIGINS": {"Ref": "CorsAllowOrigins"},
         "SESSION_TTL_SECONDS": {"Ref": "SessionTtlSeconds"},

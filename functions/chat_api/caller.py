@@ -67,6 +67,11 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def client_key_caller_id(key: str) -> str:
+    """The caller id of a client key, as logs, sessions and budgets name it."""
+    return f"key-{key_digest(key)}"
+
+
 def matches_any(presented: str, keys: tuple[str, ...]) -> bool:
     """Whether `presented` is one of `keys`, in time that does not depend on which or where."""
     presented_digest = hashlib.sha256(presented.encode()).digest()
@@ -118,4 +123,4 @@ async def identify_caller(request: Request, key_source: KeySource, keyless: bool
     key = presented_key(request)
     if key is None or not matches_any(key, keys):
         raise ClientKeyRejected
-    return Caller(id=f"key-{key_digest(key)}")
+    return Caller(id=client_key_caller_id(key))

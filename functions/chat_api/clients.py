@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-    from chat_api.store.base import SessionStore
+    from chat_api.store.base import BudgetStore, SessionStore
+    from chat_api.store.dynamodb import DynamoDBSessionStore
+    from chat_api.store.sqlite import SQLiteSessionStore
 
 
 def _aws_config(max_attempts: int) -> Config:
@@ -87,6 +89,16 @@ def get_dynamodb_client() -> DynamoDBClient:
 @cache
 def get_session_store() -> SessionStore:
     """DynamoDB when SESSIONS_TABLE is set (on AWS), else the SQLite file (local runs)."""
+    return _make_store()
+
+
+@cache
+def get_budget_store() -> BudgetStore:
+    """Token budgets, stored where the conversations are (the same table or file)."""
+    return _make_store()
+
+
+def _make_store() -> DynamoDBSessionStore | SQLiteSessionStore:
     settings = get_settings()
     if settings.sessions_table:
         from chat_api.store.dynamodb import DynamoDBSessionStore
@@ -113,5 +125,6 @@ def reset_clients() -> None:
         get_secrets_client,
         get_dynamodb_client,
         get_session_store,
+        get_budget_store,
     ):
         factory.cache_clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # What one turn may send to OpenAI besides the system prompt (the new message included).
     context_max_messages: int = Field(default=40, ge=1)
     context_max_chars: int = Field(default=32_000, gt=0)
+    # Tokens a caller may spend per period (UTC day or month); unset: no budget. Overrides
+    # map a caller id (API Gateway key id, or `key-<digest>` of a client key) to its own.
+    token_budget: int | None = Field(default=None, ge=0)
+    token_budget_period: Literal["day", "month"] = "day"  # noqa: S105 (not a password)
+    token_budget_overrides: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
     @field_validator(
         "cors_allow_origins",

@@ -14,14 +14,20 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from chat_api.caller import Caller, identify_caller
-from chat_api.clients import get_key_source, get_openai_client_for_key, get_session_store
+from chat_api.clients import (
+    get_budget_store,
+    get_key_source,
+    get_openai_client_for_key,
+    get_session_store,
+)
 from chat_api.config import Settings, get_settings
 from chat_api.keys import KeySource
 from chat_api.request_log import STATE_KEY, RequestLog
+from chat_api.services.budget import Budget
 from chat_api.services.chat import ChatTurn
 from chat_api.services.responses import Responses
 from chat_api.services.upstream import Deadline, Upstream
-from chat_api.store.base import SessionStore
+from chat_api.store.base import BudgetStore, SessionStore
 
 
 async def settings_dependency() -> Settings:
@@ -39,9 +45,15 @@ async def session_store_dependency() -> SessionStore:
     return get_session_store()
 
 
+async def budget_store_dependency() -> BudgetStore:
+    """Where token budgets are counted (the conversation store's table or file)."""
+    return get_budget_store()
+
+
 SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 KeySourceDep = Annotated[KeySource, Depends(key_source_dependency)]
 StoreDep = Annotated[SessionStore, Depends(session_store_dependency)]
+BudgetStoreDep = Annotated[BudgetStore, Depends(budget_store_dependency)]
 
 
 async def get_request_log(request: Request) -> RequestLog:
@@ -93,11 +105,38 @@ async def get_clock() -> Callable[[], float]:
 ClockDep = Annotated[Callable[[], float], Depends(get_clock)]
 
 
+async def get_budget(
+    caller: CallerDep,
+    keys: KeySourceDep,
+    settings: SettingsDep,
+    store: BudgetStoreDep,
+    clock: ClockDep,
+) -> Budget:
+    """The caller's token budget: TOKEN_BUDGET_OVERRIDES, the secret's, else TOKEN_BUDGET."""
+    secret_overrides = await keys.token_budgets()
+    return Budget.for_caller(
+        caller.id,
+        default=settings.token_budget,
+        # The environment wins over the secret, as CLIENT_API_KEYS does.
+        overrides={**secret_overrides, **settings.token_budget_overrides},
+        kind=settings.token_budget_period,
+        now=clock(),
+        store=store,
+    )
+
+
+BudgetDep = Annotated[Budget, Depends(get_budget)]
+
+
 async def get_chat_turn(
-    upstream: UpstreamDep, store: StoreDep, settings: SettingsDep, clock: ClockDep
+    upstream: UpstreamDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    budget: BudgetDep,
 ) -> ChatTurn:
     """The chat turn service, with its clients."""
-    return ChatTurn(upstream=upstream, store=store, settings=settings, clock=clock)
+    return ChatTurn(upstream=upstream, store=store, settings=settings, clock=clock, budget=budget)
 
 
 ChatTurnDep = Annotated[ChatTurn, Depends(get_chat_turn)]

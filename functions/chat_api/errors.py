@@ -51,7 +51,8 @@ DESCRIPTIONS: dict[int, str] = {
     IdempotencyKeyInUse.status: "A request with the same Idempotency-Key is still running",
     BodyTooLarge.status: "Request body over the configured limit",
     IdempotencyKeyReused.status: "Idempotency-Key already used with a different body",
-    UpstreamRateLimited.status: "OpenAI is rate-limiting; see Retry-After",
+    UpstreamRateLimited.status: "OpenAI is rate-limiting, or the caller's token budget is "
+    "used up; see Retry-After",
     ServiceError.status: "Unexpected error in the service",
     UpstreamError.status: "OpenAI failed or rejected the call",
     KeyUnavailable.status: "No OpenAI key (or client key list) is configured or readable, "

@@ -146,6 +146,15 @@ class UpstreamRateLimited(ServiceError):
     default_code = "rate_limit_exceeded"
 
 
+class BudgetExceeded(ServiceError):
+    """The caller's token budget for this period cannot cover the request: refused before OpenAI."""
+
+    status = 429
+    openai_type = "rate_limit_error"
+    default_message = "This caller's token budget for the period is used up."
+    default_code = "budget_exceeded"
+
+
 class UpstreamError(ServiceError):
     """OpenAI failed or refused the call (the base of the 502s)."""
 

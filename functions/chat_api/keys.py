@@ -1,7 +1,8 @@
 """The service's keys: the OpenAI key and the client keys, from the environment or one secret.
 
 Both may live in one Secrets Manager secret (JSON with `OPENAI_API_KEY` and `CLIENT_API_KEYS`
-fields); it is fetched once and reused for `SECRET_CACHE_TTL_SECONDS`.
+fields, and optionally `TOKEN_BUDGETS`: client key -> tokens per period); it is fetched once
+and reused for `SECRET_CACHE_TTL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from chat_api.backoff import backoff_cap
+from chat_api.caller import client_key_caller_id
 from chat_api.exceptions import KeyUnavailable
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 KEY_FIELD = "OPENAI_API_KEY"
 CLIENT_KEYS_FIELD = "CLIENT_API_KEYS"
+BUDGETS_FIELD = "TOKEN_BUDGETS"
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ class SecretValues:
 
     openai_api_key: str
     client_api_keys: tuple[str, ...]
+    # Per-caller token budgets, by caller id (`key-<digest>`), never by the key itself.
+    token_budgets: dict[str, int] = field(default_factory=dict)
 
 
 class KeySource:
@@ -91,6 +96,18 @@ class KeySource:
         if not self._settings.openai_api_key_secret_id:
             return ()
         return (await self._secret_values()).client_api_keys
+
+    async def token_budgets(self) -> dict[str, int]:
+        """The secret's per-caller token budgets (by caller id), if the secret is read at all.
+
+        It is read only for what it is used for already: the OpenAI key, or the client keys.
+        """
+        settings = self._settings
+        if not self.from_secret and (
+            settings.client_api_keys or not settings.openai_api_key_secret_id
+        ):
+            return {}
+        return (await self._secret_values()).token_budgets
 
     def invalidate(self, rejected_key: str) -> None:
         """Forget the cached secret if its key is the one OpenAI rejected, to refetch it."""
@@ -170,6 +187,7 @@ def _values_from_secret_string(secret_string: str) -> SecretValues:
     return SecretValues(
         openai_api_key=key.strip() if isinstance(key, str) else "",
         client_api_keys=_client_keys(document.get(CLIENT_KEYS_FIELD)),
+        token_budgets=_token_budgets(document.get(BUDGETS_FIELD)),
     )
 
 
@@ -179,3 +197,17 @@ def _client_keys(value: object) -> tuple[str, ...]:
     if not isinstance(items, list):
         return ()
     return tuple(item.strip() for item in items if isinstance(item, str) and item.strip())
+
+
+def _token_budgets(value: object) -> dict[str, int]:
+    """`{"<client key>": tokens}` as caller ids; entries that are not a whole count are skipped."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        client_key_caller_id(key.strip()): tokens
+        for key, tokens in value.items()
+        if isinstance(key, str)
+        and isinstance(tokens, int)
+        and not isinstance(tokens, bool)
+        and tokens >= 0
+    }

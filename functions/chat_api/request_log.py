@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chat_api.config import get_settings
+from chat_api.exceptions import BudgetExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -168,6 +169,8 @@ def _write(fields: dict[str, Any], log: RequestLog) -> None:
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=fields["latency_ms"])
     if fields["status"] >= 500:
         metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+    if log.error_class == BudgetExceeded.__name__:
+        metrics.add_metric(name="BudgetExceeded", unit=MetricUnit.Count, value=1)
     if log.upstream_attempts:
         metrics.add_metric(
             name="UpstreamAttempts", unit=MetricUnit.Count, value=log.upstream_attempts

@@ -183,3 +183,13 @@ class OpenAIErrorResponse(BaseModel):
     """Every error body on `/v1/` routes: OpenAI's shape, so its SDKs raise their usual errors."""
 
     error: OpenAIErrorDetail
+
+
+class UsageResponse(BaseModel):
+    """`GET /usage`: the caller's token budget in the current period."""
+
+    period: str = Field(description="The budget period: a UTC day (2026-01-31) or month (2026-01).")
+    budget: int | None = Field(description="Tokens allowed per period; null: no budget.")
+    spent: int = Field(description="Tokens settled at OpenAI's reported usage this period.")
+    reserved: int = Field(description="Tokens held by calls still running.")
+    resets_at: str = Field(description="When the period ends (ISO 8601, UTC).")

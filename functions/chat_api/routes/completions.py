@@ -11,7 +11,7 @@ from openai.types import Model
 from openai.types.chat import ChatCompletion
 
 from chat_api.compat_schemas import ChatCompletionRequest, ModelList
-from chat_api.deps import SettingsDep, UpstreamDep, get_caller
+from chat_api.deps import BudgetDep, SettingsDep, UpstreamDep, get_caller
 from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
 from chat_api.schemas import OpenAIErrorResponse
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from openai import AsyncStream
     from openai.types.chat import ChatCompletionChunk
 
+    from chat_api.services.budget import Meter
     from chat_api.services.upstream import Upstream
 
 router = APIRouter(
@@ -53,15 +54,16 @@ STREAM_DESCRIPTION = (
     description=STREAM_DESCRIPTION,
 )
 async def chat_completions(
-    request: ChatCompletionRequest, upstream: UpstreamDep, settings: SettingsDep
+    request: ChatCompletionRequest, upstream: UpstreamDep, settings: SettingsDep, budget: BudgetDep
 ) -> Response:
     """Create a chat completion, as OpenAI's `POST /v1/chat/completions` does."""
     if not request.stream:
-        completion = await create_completion(upstream, request, settings)
+        completion = await create_completion(upstream, request, settings, budget)
         # As OpenAI sent it: fields it left out stay out.
         return Response(completion.to_json(indent=None), media_type="application/json")
-    stream = await open_completion_stream(upstream, request, settings)
-    return sse_response(_chunk_events(stream, upstream), _error_event)
+    stream, meter = await open_completion_stream(upstream, request, settings, budget)
+    wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+    return sse_response(_chunk_events(stream, upstream, meter, wants_usage), _error_event)
 
 
 @router.get(
@@ -81,10 +83,14 @@ async def retrieve_model(model: str, settings: SettingsDep) -> Model:
 
 
 async def _chunk_events(
-    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream
+    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream, meter: Meter, wants_usage: bool
 ) -> AsyncGenerator[str]:
-    async for chunk in relay_chunks(stream, upstream):
-        yield sse_event(chunk.to_json(indent=None))
+    async with meter:
+        async for chunk in relay_chunks(stream, upstream, meter):
+            # The service always asks for the usage chunk; the client sees it only if it did.
+            if chunk.usage is not None and not chunk.choices and not wants_usage:
+                continue
+            yield sse_event(chunk.to_json(indent=None))
     yield sse_event("[DONE]")
 
 

@@ -17,6 +17,7 @@ from chat_api.exceptions import (
     UpstreamInvalidResponse,
 )
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, Usage
+from chat_api.services.budget import completion_bound
 from chat_api.services.idempotency import new_claim, replay
 from chat_api.services.relay import relay_chunks, to_usage
 from chat_api.services.sessions import new_session_id
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
     from chat_api.config import Settings
+    from chat_api.services.budget import Budget, Meter
     from chat_api.services.upstream import Upstream
     from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, SessionStore
 
@@ -121,17 +123,29 @@ async def open_chat_stream(
     )
 
 
+def chat_bound(settings: Settings, messages: list[ChatCompletionMessageParam]) -> int:
+    """The most tokens the call `open_chat_stream` makes can cost (see `completion_bound`)."""
+    return completion_bound(
+        {
+            "model": settings.openai_model,
+            "messages": messages,
+            "max_completion_tokens": settings.max_completion_tokens,
+        }
+    )
+
+
 async def stream_chat(
     stream: AsyncStream[ChatCompletionChunk],
     upstream: Upstream,
     settings: Settings,
     messages: list[ChatCompletionMessageParam],
+    meter: Meter | None = None,
 ) -> AsyncIterator[ChatDelta | Answer]:
     """Each piece of the answer as it arrives, then the whole answer with its usage."""
     parts: list[str] = []
     model = ""
     usage: CompletionUsage | None = None
-    async for chunk in relay_chunks(stream, upstream):
+    async for chunk in relay_chunks(stream, upstream, meter):
         model = chunk.model or model
         usage = chunk.usage or usage
         for choice in chunk.choices:
@@ -158,12 +172,13 @@ def _keeps_conversation(request: ChatRequest, claim: IdempotencyClaim | None) ->
 
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
-    """Everything a turn uses, injected: the OpenAI call path, the store, settings and clock."""
+    """Everything a turn uses, injected: OpenAI's call path, store, settings, clock, budget."""
 
     upstream: Upstream
     store: SessionStore
     settings: Settings
     clock: Callable[[], float]
+    budget: Budget
 
     async def run(
         self, request: ChatRequest, caller: str, idempotency_key: str | None = None
@@ -199,8 +214,12 @@ class ChatTurn:
             await self._release(claim)
             raise
         async with self._releasing_on_failure(pending):
-            chunks = await open_chat_stream(self.upstream, self.settings, pending.messages)
-        return self._relay(pending, request, chunks)
+            # Admitted (or refused, 429) only now: the bound needs the messages sent.
+            meter = await self.budget.admit(chat_bound(self.settings, pending.messages))
+            async with meter.settling_on_failure():
+                chunks = await open_chat_stream(self.upstream, self.settings, pending.messages)
+        meter.answering()
+        return self._relay(pending, request, chunks, meter)
 
     async def _claim(
         self, request: ChatRequest, claim: IdempotencyClaim
@@ -255,10 +274,15 @@ class ChatTurn:
         )
 
     async def _relay(
-        self, pending: PendingTurn, request: ChatRequest, chunks: AsyncStream[ChatCompletionChunk]
+        self,
+        pending: PendingTurn,
+        request: ChatRequest,
+        chunks: AsyncStream[ChatCompletionChunk],
+        meter: Meter,
     ) -> AsyncGenerator[ChatDelta | ChatResponse]:
-        async with self._releasing_on_failure(pending):
-            stream = stream_chat(chunks, self.upstream, self.settings, pending.messages)
+        # The meter settles however the stream ends: answered, broken off, or hung up on.
+        async with meter, self._releasing_on_failure(pending):
+            stream = stream_chat(chunks, self.upstream, self.settings, pending.messages, meter)
             async for item in stream:
                 if isinstance(item, Answer):
                     yield await self._store(pending, request, item)

@@ -10,6 +10,7 @@ from openai.types import Model
 
 from chat_api.compat_schemas import ModelList
 from chat_api.exceptions import InvalidRequest, NotFound, UpstreamRejectedRequest
+from chat_api.services.budget import completion_bound
 from chat_api.services.guards import (
     check_choices,
     check_enabled,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from chat_api.compat_schemas import ChatCompletionRequest
     from chat_api.config import Settings
+    from chat_api.services.budget import Budget, Meter
     from chat_api.services.upstream import Upstream
 
 
@@ -93,9 +95,9 @@ def _check_costly(request: ChatCompletionRequest, settings: Settings) -> None:
 
 
 async def create_completion(
-    upstream: Upstream, request: ChatCompletionRequest, settings: Settings
+    upstream: Upstream, request: ChatCompletionRequest, settings: Settings, budget: Budget
 ) -> ChatCompletion:
-    """One non-streaming completion."""
+    """One non-streaming completion, within the caller's token budget."""
     params = upstream_params(request, settings)
     upstream.log.model = request.model
 
@@ -103,18 +105,25 @@ async def create_completion(
         # The parameters are typed by the request model; unpacked, mypy sees them as Any.
         return cast("ChatCompletion", await client.chat.completions.create(**params))
 
-    with refusal_is_the_clients():
-        completion = await upstream.call(create)
+    async with budget.spending(completion_bound(params)) as meter:
+        with refusal_is_the_clients():
+            completion = await upstream.call(create)
+        meter.settle(to_usage(completion.usage))
     upstream.log.model = completion.model
     upstream.log.usage = to_usage(completion.usage)
     return completion
 
 
 async def open_completion_stream(
-    upstream: Upstream, request: ChatCompletionRequest, settings: Settings
-) -> AsyncStream[ChatCompletionChunk]:
-    """Start a streaming completion: failures before the first byte raise here, as usual."""
+    upstream: Upstream, request: ChatCompletionRequest, settings: Settings, budget: Budget
+) -> tuple[AsyncStream[ChatCompletionChunk], Meter]:
+    """Start a streaming completion: failures before the first byte raise here, as usual.
+
+    OpenAI is always asked for the usage chunk, which settles the budget; the meter returned
+    must be closed when the stream ends (`async with meter`).
+    """
     params = upstream_params(request, settings)
+    params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
     upstream.log.model = request.model
 
     async def create(client: AsyncOpenAI) -> AsyncStream[ChatCompletionChunk]:
@@ -123,8 +132,12 @@ async def open_completion_stream(
             await client.chat.completions.create(stream=True, **params),
         )
 
-    with refusal_is_the_clients():
-        return await upstream.call(create, streamed=True)
+    meter = await budget.admit(completion_bound(params))
+    async with meter.settling_on_failure():
+        with refusal_is_the_clients():
+            stream = await upstream.call(create, streamed=True)
+    meter.answering()
+    return stream, meter
 
 
 def find_unsendable(value: object, path: str = "") -> tuple[str, str] | None:

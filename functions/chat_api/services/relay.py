@@ -20,15 +20,18 @@ if TYPE_CHECKING:
     from openai.types import CompletionUsage
     from openai.types.chat import ChatCompletionChunk
 
+    from chat_api.services.budget import Meter
     from chat_api.services.upstream import Upstream
 
 NOT_FINISHED = "OpenAI did not finish the answer in time."
 
 
 async def relay_chunks(
-    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream
+    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream, meter: Meter | None = None
 ) -> AsyncIterator[ChatCompletionChunk]:
     """The stream's chunks, each within the attempt timeout and the request's deadline.
+
+    The usage OpenAI reports is noted in the request's log and on `meter` (the token budget).
 
     Raises a `ServiceError` if the stream breaks off, goes silent, runs past the deadline or
     ends unfinished; nothing is retried once OpenAI has started answering.
@@ -57,6 +60,8 @@ async def relay_chunks(
             finished = finished or any(choice.finish_reason for choice in chunk.choices)
             log.model = chunk.model or log.model
             log.usage = to_usage(chunk.usage) or log.usage
+            if meter is not None:
+                meter.settle(to_usage(chunk.usage))
             yield chunk
     if not finished:
         # A clean close before the last chunk: the answer is cut short, say so.

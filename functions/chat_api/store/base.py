@@ -163,3 +163,36 @@ class SessionStore(Protocol):
     def forget_response(self, response_id: str) -> None:
         """Drop the record (the response was deleted at OpenAI)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetAccount:
+    """One caller's tally for one budget period, and when its record may be forgotten."""
+
+    caller: str
+    period: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetTally:
+    """What an account holds: tokens spent (settled), and reserved by calls still running."""
+
+    spent: int = 0
+    reserved: int = 0
+
+
+class BudgetStore(Protocol):
+    """Token tallies per caller and period; every change one atomic write."""
+
+    def reserve(self, account: BudgetAccount, amount: int, ceiling: int) -> bool:
+        """Add `amount` to reserved and committed if `fits(committed, ceiling)`; whether it did."""
+        ...
+
+    def settle(self, account: BudgetAccount, reserved: int, actual: int) -> None:
+        """Turn a reservation into `actual` spent tokens (0 releases it)."""
+        ...
+
+    def tally(self, account: BudgetAccount) -> BudgetTally:
+        """The account's spent and reserved tokens (zeros if it has none yet)."""
+        ...

@@ -8,7 +8,9 @@ there in one transaction, each on condition that the item does not exist yet, so
 ever overwritten. A turn that fails after taking its positions leaves a gap, which readers
 never notice (they read what exists, in order). "session" sorts after "msg#", so one
 descending query returns the header and the newest messages. Idempotency records live in
-the same table under `idem#<digest>` keys; the header lists those of its turns.
+the same table under `idem#<digest>` keys; the header lists those of its turns. Token
+budgets too: one item per caller and period under `budget#<caller>#<period>`, changed only by
+single `UpdateItem`s, the reservation conditional on its `committed` counter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from chat_api.backoff import jittered_backoff
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
 from chat_api.store import rules
 from chat_api.store.base import (
+    BudgetTally,
     Conversation,
     IdempotencyRecord,
     Message,
@@ -43,7 +46,13 @@ if TYPE_CHECKING:
         WriteRequestTypeDef,
     )
 
-    from chat_api.store.base import ClaimedResponse, IdempotencyClaim, NewMessages, Role
+    from chat_api.store.base import (
+        BudgetAccount,
+        ClaimedResponse,
+        IdempotencyClaim,
+        NewMessages,
+        Role,
+    )
 
     Item = dict[str, AttributeValueTypeDef]
 
@@ -56,6 +65,8 @@ HEADER_SORT_KEY = "session"
 MESSAGE_PREFIX = "msg#"
 IDEMPOTENCY_PREFIX = "idem#"
 IDEMPOTENCY_SORT_KEY = "idempotency"
+BUDGET_PREFIX = "budget#"
+BUDGET_SORT_KEY = "budget"
 # The header's string set of its turns' idempotency record ids, deleted with the session.
 RECORDS_ATTRIBUTE = "idempotency_records"
 # Who created each response stored at OpenAI: `resp#<id>` items, expiring by TTL.
@@ -68,7 +79,7 @@ BATCH_WRITE_LIMIT = 25
 
 
 class DynamoDBSessionStore:
-    """The SessionStore on a DynamoDB table with keys `pk` and `sk` and TTL on `expires_at`."""
+    """The SessionStore (and BudgetStore) on a table with keys `pk`, `sk` and TTL `expires_at`."""
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self._client = client
@@ -234,6 +245,65 @@ class DynamoDBSessionStore:
         """Drop the record (the response was deleted at OpenAI)."""
         with _store_errors("DeleteItem"):
             self._client.delete_item(TableName=self._table, Key=_response_key(response_id))
+
+    def reserve(self, account: BudgetAccount, amount: int, ceiling: int) -> bool:
+        """Add `amount` to the account if committed <= `ceiling` (see BudgetStore).
+
+        One conditional `UpdateItem`: DynamoDB checks the condition and applies the update
+        atomically, so concurrent reservations can never together pass the budget. The rule
+        is `fits` (committed <= ceiling), written here as DynamoDB's condition.
+        """
+        try:
+            with _store_errors("UpdateItem", passing="ConditionalCheckFailedException"):
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=_budget_key(account),
+                    UpdateExpression=(
+                        "ADD #committed :amount, #reserved :amount SET expires_at = :expires"
+                    ),
+                    ConditionExpression=(
+                        "attribute_not_exists(#committed) OR #committed <= :ceiling"
+                    ),
+                    ExpressionAttributeNames={"#committed": "committed", "#reserved": "reserved"},
+                    ExpressionAttributeValues={
+                        ":amount": {"N": str(amount)},
+                        ":ceiling": {"N": str(ceiling)},
+                        ":expires": {"N": str(_ttl(account.expires_at))},
+                    },
+                )
+        except ClientError:
+            return False
+        return True
+
+    def settle(self, account: BudgetAccount, reserved: int, actual: int) -> None:
+        """Turn a reservation into `actual` spent tokens (see BudgetStore)."""
+        with _store_errors("UpdateItem"):
+            self._client.update_item(
+                TableName=self._table,
+                Key=_budget_key(account),
+                UpdateExpression="ADD #committed :delta, #reserved :release, #spent :actual",
+                ExpressionAttributeNames={
+                    "#committed": "committed",
+                    "#reserved": "reserved",
+                    "#spent": "spent",
+                },
+                ExpressionAttributeValues={
+                    ":delta": {"N": str(actual - reserved)},
+                    ":release": {"N": str(-reserved)},
+                    ":actual": {"N": str(actual)},
+                },
+            )
+
+    def tally(self, account: BudgetAccount) -> BudgetTally:
+        """The account's spent and reserved tokens (see BudgetStore)."""
+        with _store_errors("GetItem"):
+            item = self._client.get_item(
+                TableName=self._table, Key=_budget_key(account), ConsistentRead=True
+            ).get("Item", {})
+        return BudgetTally(
+            spent=int(item.get("spent", {}).get("N", "0")),
+            reserved=int(item.get("reserved", {}).get("N", "0")),
+        )
 
     def _header(self, session_id: str) -> Item | None:
         with _store_errors("GetItem"):
@@ -439,6 +509,13 @@ def _idempotency_key(record_id: str) -> Item:
 
 def _response_key(response_id: str) -> Item:
     return {PARTITION_KEY: {"S": RESPONSE_PREFIX + response_id}, SORT_KEY: {"S": RESPONSE_SORT_KEY}}
+
+
+def _budget_key(account: BudgetAccount) -> Item:
+    return {
+        PARTITION_KEY: {"S": f"{BUDGET_PREFIX}{account.caller}#{account.period}"},
+        SORT_KEY: {"S": BUDGET_SORT_KEY},
+    }
 
 
 def _live_session(session_id: str, header: Item | None, owner: str, now: float) -> Session | None:

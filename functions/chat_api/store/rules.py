@@ -45,3 +45,19 @@ def owns_response(record: OwnedResponse | None, owner: str, now: float) -> bool:
     response the service has no record of is nobody's here.
     """
     return record is not None and record.owner == owner and now < record.expires_at
+
+
+def admission_ceiling(budget: int, amount: int) -> int | None:
+    """The highest `committed` (spent + reserved) at which `amount` more still fits the budget.
+
+    The rule is `committed + amount <= budget`, turned around so that a store can check it in
+    one conditional write without arithmetic (DynamoDB's conditions cannot add). None when
+    `amount` alone is over the budget: it never fits.
+    """
+    ceiling = budget - amount
+    return ceiling if ceiling >= 0 else None
+
+
+def fits(committed: int, ceiling: int) -> bool:
+    """Whether a reservation is admitted, for a store that reads `committed` in its transaction."""
+    return committed <= ceiling

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 from chat_api.exceptions import IdempotencyKeyInUse, SessionNotFound, StoreUnavailable
 from chat_api.store import rules
 from chat_api.store.base import (
+    BudgetTally,
     Conversation,
     IdempotencyRecord,
     Message,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from chat_api.store.base import IdempotencyClaim, NewMessages, Role
+    from chat_api.store.base import BudgetAccount, IdempotencyClaim, NewMessages, Role
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,21 @@ CREATE TABLE IF NOT EXISTS responses (
     owner TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+-- Token budgets: one row per caller and period; committed = spent + reserved.
+CREATE TABLE IF NOT EXISTS budgets (
+    caller TEXT NOT NULL,
+    period TEXT NOT NULL,
+    committed INTEGER NOT NULL,
+    reserved INTEGER NOT NULL,
+    spent INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (caller, period)
+);
 """
 
 
 class SQLiteSessionStore:
-    """The SessionStore in one SQLite file, created on first use."""
+    """The SessionStore (and the BudgetStore) in one SQLite file, created on first use."""
 
     def __init__(self, path: Path, busy_timeout_seconds: float = 5.0) -> None:
         self._path = path
@@ -232,6 +243,47 @@ class SQLiteSessionStore:
         """Drop the record (the response was deleted at OpenAI)."""
         with self._transaction() as db:
             db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+
+    def reserve(self, account: BudgetAccount, amount: int, ceiling: int) -> bool:
+        """Add `amount` to the account if it `fits` under `ceiling` (see BudgetStore)."""
+        # One IMMEDIATE transaction: the read and the write hold the write lock together, so
+        # concurrent reservations are admitted one after the other against the same total.
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT committed FROM budgets WHERE caller = ? AND period = ?",
+                (account.caller, account.period),
+            ).fetchone()
+            if not rules.fits(row[0] if row else 0, ceiling):
+                return False
+            if row is None:
+                # A new period's first row: drop the rows of periods that have ended.
+                db.execute("DELETE FROM budgets WHERE expires_at < ?", (account.expires_at,))
+            db.execute(
+                "INSERT INTO budgets (caller, period, committed, reserved, spent, expires_at)"
+                " VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (caller, period) DO UPDATE SET"
+                " committed = committed + excluded.committed,"
+                " reserved = reserved + excluded.reserved",
+                (account.caller, account.period, amount, amount, account.expires_at),
+            )
+        return True
+
+    def settle(self, account: BudgetAccount, reserved: int, actual: int) -> None:
+        """Turn a reservation into `actual` spent tokens (see BudgetStore)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE budgets SET committed = committed + ?, reserved = reserved - ?,"
+                " spent = spent + ? WHERE caller = ? AND period = ?",
+                (actual - reserved, reserved, actual, account.caller, account.period),
+            )
+
+    def tally(self, account: BudgetAccount) -> BudgetTally:
+        """The account's spent and reserved tokens (see BudgetStore)."""
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT spent, reserved FROM budgets WHERE caller = ? AND period = ?",
+                (account.caller, account.period),
+            ).fetchone()
+        return BudgetTally(*row) if row else BudgetTally()
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
