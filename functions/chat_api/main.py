@@ -17,6 +17,7 @@ from chat_api.errors import UnexpectedErrorMiddleware, error_responses, register
 from chat_api.request_log import RequestLogMiddleware
 from chat_api.routes import api_router
 from chat_api.schemas import ErrorResponse
+from chat_api.web_adapter import StagePathMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def create_app() -> FastAPI:
             expose_headers=["Idempotent-Replayed", "Retry-After"],
         )
     app.add_middleware(UnexpectedErrorMiddleware)
+    if settings.lambda_web_adapter:
+        app.add_middleware(StagePathMiddleware)
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
     app.add_middleware(RequestLogMiddleware)
     _warn_if_open(settings)
