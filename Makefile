@@ -74,10 +74,17 @@ $(SAM_BIN)/.installed: requirements-sam.txt
 $(CHECKOV_BIN)/.installed: requirements-checkov.txt
 	$(call make-venv,.venv-checkov,requirements-checkov.txt)
 
-lint-template: $(SAM_BIN)/.installed $(CHECKOV_BIN)/.installed  ## sam validate --lint, cfn-lint and checkov on template.yaml (offline)
-	SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam validate --lint --template-file template.yaml
-	$(SAM_BIN)/cfn-lint template.yaml
-	$(CHECKOV_BIN)/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
+# Both modes: the template as it is (buffered), and a copy whose ResponseStreaming defaults to true.
+STREAMING_TEMPLATE := .aws-sam/template-streaming.yaml
+lint-template: $(SAM_BIN)/.installed $(CHECKOV_BIN)/.installed  ## sam validate --lint, cfn-lint and checkov on template.yaml in both modes (offline)
+	@mkdir -p .aws-sam
+	sed '/^  ResponseStreaming:/,/Default:/s/Default: "false"/Default: "true"/' template.yaml > $(STREAMING_TEMPLATE)
+	@grep -A2 '^  ResponseStreaming:' $(STREAMING_TEMPLATE) | grep -q 'Default: "true"'
+	for t in template.yaml $(STREAMING_TEMPLATE); do \
+		SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam validate --lint --template-file $$t && \
+		$(SAM_BIN)/cfn-lint $$t && \
+		$(CHECKOV_BIN)/checkov --quiet --compact --skip-download --framework cloudformation -f $$t || exit 1; \
+	done
 
 build: $(SAM_BIN)/.installed  ## sam build: the lean arm64 artifact into .aws-sam/build (no Docker)
 	SAM_CLI_TELEMETRY=0 $(SAM_BIN)/sam build

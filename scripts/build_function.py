@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # requirements.txt's pins with every dependency and the hash of each of their wheels (`make lock`).
 REQUIREMENTS_LOCK = ROOT / "requirements.lock"
 APP_PACKAGE = ROOT / "functions" / "chat_api"
+# The streaming mode's handler: starts the app under uvicorn behind the Lambda Web Adapter.
+RUN_SCRIPT = ROOT / "functions" / "run.sh"
 # Lambda's python3.13 runs Amazon Linux 2023 (glibc 2.34): manylinux2014 wheels run there.
 DEFAULT_PLATFORM = "manylinux2014_aarch64"
 RUNTIME_VERSION = (3, 13)
@@ -67,12 +69,17 @@ def install_dependencies(target: Path, platform: str) -> None:
 
 
 def copy_app(target: Path) -> None:
-    """The function's own package, without caches the developer's runs left beside it."""
+    """The function's own package, without caches the developer's runs left beside it.
+
+    And `run.sh`, the handler in streaming mode: one artifact serves both modes.
+    """
     shutil.copytree(
         APP_PACKAGE,
         target / APP_PACKAGE.name,
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
+    shutil.copy2(RUN_SCRIPT, target / RUN_SCRIPT.name)
+    (target / RUN_SCRIPT.name).chmod(0o755)
 
 
 def prune(target: Path) -> None:

@@ -1,8 +1,10 @@
-"""Print template.yaml as SAM translates it to CloudFormation, as JSON, offline.
+"""Print template.yaml as CloudFormation's transforms make it, as JSON, offline.
 
-Runs in the SAM CLI's venv (`.venv-sam/bin/python tests/sam_translate.py`), which
-tests/test_template.py calls: aws-sam-translator pins a pydantic the app cannot use, so it
+Runs in the SAM CLI's venv (`.venv-sam/bin/python tests/sam_translate.py [Name=value ...]`),
+which tests/test_template.py calls: aws-sam-translator pins a pydantic the app cannot use, so it
 cannot share the test venv. The template names no managed policy, so no IAM lookup is needed.
+The template's first transform, AWS::LanguageExtensions, is applied by SAM CLI's own copy of it
+with the given parameter values (the defaults for the rest), as CloudFormation does on deploy.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from samcli.lib.cfn_language_extensions import process_template
 from samcli.yamlhelper import yaml_parse
 from samtranslator.translator.transform import transform
 
@@ -28,9 +31,9 @@ class NoManagedPolicies:
         return {}
 
 
-def translate(path: Path) -> dict[str, Any]:
-    """The CloudFormation template SAM makes of the template at `path`."""
-    template = yaml_parse(path.read_text())
+def translate(path: Path, parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """The CloudFormation template the transforms make of the template at `path`."""
+    template = process_template(yaml_parse(path.read_text()), parameter_values=parameters)
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = PACKAGED_CODE_URI
@@ -40,4 +43,5 @@ def translate(path: Path) -> dict[str, Any]:
 
 if __name__ == "__main__":
     logging.disable(logging.WARNING)  # the translator's notes on feature toggles
-    json.dump(translate(TEMPLATE), sys.stdout)
+    overrides = dict(argument.split("=", 1) for argument in sys.argv[1:])
+    json.dump(translate(TEMPLATE, overrides), sys.stdout)

@@ -28,7 +28,8 @@ APP_SOURCE = ROOT / "functions" / "chat_api"
 ELF_MACHINE = {"arm64": 183, "x86_64": 62}
 LINUX_ARCH = {"arm64": "aarch64", "x86_64": "x86_64"}
 MAX_ZIPPED_BYTES = 15 * 1024 * 1024
-DEV_ONLY = ["boto3", "botocore", "pytest", "mypy", "ruff", "uvicorn", "moto", "hypothesis", "pip"]
+# uvicorn is not here: streaming mode's run.sh serves the app with it.
+DEV_ONLY = ["boto3", "botocore", "pytest", "mypy", "ruff", "moto", "hypothesis", "pip"]
 # A hash-based .pyc the interpreter loads without checking its source (PEP 552).
 UNCHECKED_HASH_FLAGS = 0b01
 

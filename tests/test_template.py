@@ -40,6 +40,14 @@ PUBLIC_ROUTES = [
     ("GET", "/openapi.json"),
 ]
 API_GATEWAY_TIMEOUT_SECONDS = 29
+STREAMING_VARIABLES = (
+    "AWS_LAMBDA_EXEC_WRAPPER",
+    "AWS_LWA_INVOKE_MODE",
+    "AWS_LWA_READINESS_CHECK_PATH",
+    "PORT",
+    "LAMBDA_WEB_ADAPTER",
+    "GATEWAY_TIMEOUT_SECONDS",
+)
 # A transaction's items are authorized as the single-item calls they stand for.
 TRANSACTION_ITEM_ACTIONS = {
     "Put": "PutItem",
@@ -50,6 +58,7 @@ TRANSACTION_ITEM_ACTIONS = {
 # Request headers a browser sends without asking (the Fetch standard's CORS-safelisted ones,
 # which Starlette lists too); Content-Type with a JSON body is not one of them.
 CORS_SAFELISTED_HEADERS = {"accept", "accept-language", "content-language"}
+CORS_ORIGIN = "https://app.example.com"
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -87,13 +96,13 @@ def template() -> dict[str, Any]:
     return _load_template()
 
 
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    """The CloudFormation SAM makes of template.yaml (what a deploy creates)."""
+def translate(**parameters: str) -> dict[str, Any]:
+    """The CloudFormation the transforms make of template.yaml with these parameter values."""
     if not SAM_PYTHON.is_file():
         pytest.fail(f"No {SAM_PYTHON}: run `make lint-template` (make test does) first.")
+    overrides = [f"{name}={value}" for name, value in parameters.items()]
     result = subprocess.run(
-        [str(SAM_PYTHON), str(ROOT / "tests" / "sam_translate.py")],
+        [str(SAM_PYTHON), str(ROOT / "tests" / "sam_translate.py"), *overrides],
         capture_output=True,
         text=True,
         check=False,
@@ -103,6 +112,18 @@ def translated() -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     document: dict[str, Any] = json.loads(result.stdout)
     return document
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    """What a deploy with the default parameters creates."""
+    return translate()
+
+
+@pytest.fixture(scope="module")
+def translated_cors() -> dict[str, Any]:
+    """What a deploy with one CORS origin creates."""
+    return translate(CorsAllowOrigins=CORS_ORIGIN)
 
 
 def _resource_of_type(translated: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -162,8 +183,10 @@ def test_function_times_out_before_api_gateway_and_sets_memory(template: dict[st
     assert shared["MemorySize"] >= 256
 
 
-def test_handler_points_at_the_package_in_code_uri(function: dict[str, Any]) -> None:
-    assert function["Handler"] == "chat_api.handler.handler"
+def test_handler_points_at_the_package_in_code_uri(
+    function: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    assert translated["Resources"][FUNCTION]["Properties"]["Handler"] == "chat_api.handler.handler"
     module = ROOT / function["CodeUri"] / "chat_api" / "handler.py"
     assert module.is_file()
 
@@ -173,6 +196,9 @@ def test_environment_is_read_from_parameters(
 ) -> None:
     variables = dict(function["Environment"]["Variables"])
     assert variables.pop("SESSIONS_TABLE") == {"Ref": TABLE}
+    # Set in streaming mode only (tests/test_template_streaming.py).
+    for name in STREAMING_VARIABLES:
+        assert variables.pop(name)["Fn::If"][0] == "StreamingOn"
     assert variables == {
         "OPENAI_API_KEY_SECRET_ID": {"Ref": SECRET_PARAMETER},
         "OPENAI_MODEL": {"Ref": "OpenAIModel"},
@@ -224,17 +250,17 @@ def test_routes_that_can_spend_list_or_read_conversations_require_an_api_key(
     "path", ["/chat", "/v1/chat/completions", "/v1/models", "/sessions/{session_id}"]
 )
 def test_keyed_routes_answer_cors_preflight_without_a_key(
-    translated: dict[str, Any], path: str
+    translated_cors: dict[str, Any], path: str
 ) -> None:
-    options = _rest_api_paths(translated)[path]["options"]
+    options = _rest_api_paths(translated_cors)[path]["options"]
     assert not any("api_key" in scheme for scheme in options.get("security", []))
 
 
 def test_api_gateway_answers_every_preflight_without_the_function(
-    translated: dict[str, Any], function: dict[str, Any]
+    translated_cors: dict[str, Any], function: dict[str, Any]
 ) -> None:
     # A MOCK integration answers from API Gateway: no invocation, no reserved concurrency.
-    paths = _rest_api_paths(translated)
+    paths = _rest_api_paths(translated_cors)
     assert len(paths) >= 8
     for path, methods in paths.items():
         assert methods["options"]["x-amazon-apigateway-integration"]["type"] == "mock", path
@@ -242,17 +268,19 @@ def test_api_gateway_answers_every_preflight_without_the_function(
 
 
 def test_preflights_allow_the_configured_origin_and_none_without_one(
-    template: dict[str, Any], translated: dict[str, Any]
+    template: dict[str, Any], translated: dict[str, Any], translated_cors: dict[str, Any]
 ) -> None:
     assert template["Conditions"]["CorsOn"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "CorsAllowOrigins"}, ""]}]
     }
-    for path, methods in _rest_api_paths(translated).items():
+    for path, methods in _rest_api_paths(translated_cors).items():
         integration = methods["options"]["x-amazon-apigateway-integration"]
         parameters = integration["responses"]["default"]["responseParameters"]
-        assert parameters["method.response.header.Access-Control-Allow-Origin"] == {
-            "Fn::If": ["CorsOn", {"Fn::Sub": "'${CorsAllowOrigins}'"}, {"Ref": "AWS::NoValue"}]
-        }, path
+        origin = parameters["method.response.header.Access-Control-Allow-Origin"]
+        assert origin == f"'{CORS_ORIGIN}'", path
+    # Without an origin no OPTIONS method exists: API Gateway's 404 names no origin either.
+    for path, methods in _rest_api_paths(translated).items():
+        assert "options" not in methods, path
 
 
 def test_preflight_answer_matches_the_apps_cors_headers(
@@ -267,7 +295,8 @@ def test_preflight_answer_matches_the_apps_cors_headers(
                 "access-control-request-method": "POST",
             },
         ).headers
-    cors = template["Resources"][API]["Properties"]["Cors"]
+    condition, cors, without = template["Resources"][API]["Properties"]["Cors"]["Fn::If"]
+    assert (condition, without) == ("CorsOn", {"Ref": "AWS::NoValue"})
 
     allowed = {header.lower() for header in cors["AllowHeaders"].strip("'").split(",")}
     assert allowed | CORS_SAFELISTED_HEADERS == {
@@ -321,7 +350,11 @@ def test_every_route_without_a_key_has_a_stage_throttle_for_all_callers(
         assert setting["ThrottlingRateLimit"] == {"Ref": rate}
         assert setting["ThrottlingBurstLimit"] == {"Ref": burst}
     stage = _resource_of_type(translated, "AWS::ApiGateway::Stage")
-    assert stage["Properties"]["MethodSettings"] == settings
+    defaults = {name: p.get("Default") for name, p in template["Parameters"].items()}
+    assert stage["Properties"]["MethodSettings"] == [
+        {k: defaults[v["Ref"]] if isinstance(v, dict) else v for k, v in setting.items()}
+        for setting in settings
+    ]
 
 
 def test_throttled_answer_does_not_blame_a_key(template: dict[str, Any]) -> None:

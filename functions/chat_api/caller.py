@@ -1,7 +1,8 @@
 """Who is calling: API Gateway's API key id, or a client key the app checks itself.
 
 On the deployed REST API, API Gateway has already checked the key (and counted it against
-the usage plan); its id arrives in the event's request context and is trusted as is. Anywhere
+the usage plan); its id arrives in the event's request context (from Mangum, or behind the
+Lambda Web Adapter in its `x-amzn-request-context` header) and is trusted as is. Anywhere
 else (uvicorn, function URL, HTTP API) the request must carry one of the configured client
 keys. With none configured, only requests that arrive on a loopback address are served.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chat_api.exceptions import ClientKeyRejected
+from chat_api.web_adapter import request_context
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -44,11 +46,21 @@ class Caller:
     id: str
 
 
-def api_gateway_key_id(request: Request) -> str | None:
-    """The API key id API Gateway (REST) checked for this request, if it did."""
-    event: dict[str, Any] = request.scope.get("aws.event") or {}
-    identity = (event.get("requestContext") or {}).get("identity") or {}
-    key_id = identity.get("apiKeyId")
+def api_gateway_key_id(request: Request, behind_adapter: bool = False) -> str | None:
+    """The API key id API Gateway (REST) checked for this request, if it did.
+
+    Behind the Lambda Web Adapter a request without a well-formed request context did not come
+    through it: `ClientKeyRejected`.
+    """
+    if behind_adapter:
+        context = request_context(request.scope)
+        if context is None:
+            raise ClientKeyRejected
+    else:
+        event: dict[str, Any] = request.scope.get("aws.event") or {}
+        context = event.get("requestContext") or {}
+    identity = context.get("identity") or {}
+    key_id = identity.get("apiKeyId") if isinstance(identity, dict) else None
     return key_id if isinstance(key_id, str) and key_id else None
 
 
@@ -109,16 +121,19 @@ def _is_loopback_ip(address: str) -> bool:
         return False
 
 
-async def identify_caller(request: Request, key_source: KeySource, keyless: bool) -> Caller:
+async def identify_caller(
+    request: Request, key_source: KeySource, keyless: bool, behind_adapter: bool = False
+) -> Caller:
     """Identify the caller, or raise `ClientKeyRejected` before anything costs money.
 
     `keyless` (ALLOW_KEYLESS_LOCALHOST) serves local requests without a key while no client
-    keys are configured.
+    keys are configured. `behind_adapter` (LAMBDA_WEB_ADAPTER): the caller comes from the
+    adapter's request context, and loopback means nothing (every request comes from it).
     """
-    if key_id := api_gateway_key_id(request):
+    if key_id := api_gateway_key_id(request, behind_adapter):
         return Caller(id=key_id)
     keys = await key_source.client_api_keys()
-    if not keys and keyless and is_local_request(request):
+    if not keys and keyless and not behind_adapter and is_local_request(request):
         return Caller(id="local")
     key = presented_key(request)
     if key is None or not matches_any(key, keys):

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # With no client keys, serve requests made on this machine to localhost without a key
     # (`make dev` turns it on). Refused on Lambda.
     allow_keyless_localhost: bool = False
+    # Set by the template's streaming mode (run.sh under the AWS Lambda Web Adapter): the caller,
+    # the deadline and the request id come from the adapter's headers, never from loopback.
+    lambda_web_adapter: bool = False
     # Conversations: DynamoDB when a table is named, else the embedded SQLite file.
     sessions_table: str | None = None
     sessions_db_path: Path = Path(".data/sessions.sqlite3")
@@ -119,7 +122,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_keyless_on_lambda(self) -> Settings:
         # The Lambda runtime sets AWS_LAMBDA_FUNCTION_NAME; loopback means nothing there.
-        if self.allow_keyless_localhost and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        if self.allow_keyless_localhost and (
+            self.lambda_web_adapter or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        ):
             raise ValueError(
                 "ALLOW_KEYLESS_LOCALHOST=true is for local development and cannot be used on "
                 "AWS Lambda: configure client keys (or API Gateway's) instead."

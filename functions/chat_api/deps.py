@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -28,6 +28,7 @@ from chat_api.services.chat import ChatTurn
 from chat_api.services.responses import Responses
 from chat_api.services.upstream import Deadline, Upstream
 from chat_api.store.base import BudgetStore, SessionStore
+from chat_api.web_adapter import lambda_context, request_context
 
 
 async def settings_dependency() -> Settings:
@@ -67,7 +68,12 @@ RequestLogDep = Annotated[RequestLog, Depends(get_request_log)]
 
 async def get_caller(request: Request, keys: KeySourceDep, settings: SettingsDep) -> Caller:
     """Who is calling; `ClientKeyRejected` (401) before anything costs money."""
-    return await identify_caller(request, keys, keyless=settings.allow_keyless_localhost)
+    return await identify_caller(
+        request,
+        keys,
+        keyless=settings.allow_keyless_localhost,
+        behind_adapter=settings.lambda_web_adapter,
+    )
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -76,17 +82,24 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 async def get_upstream(
     request: Request, keys: KeySourceDep, settings: SettingsDep, log: RequestLogDep
 ) -> Upstream:
-    """The OpenAI call path for this request, with its deadline (Mangum passes the context)."""
+    """The OpenAI call path for this request, with its deadline.
+
+    Mangum passes the Lambda context in the scope, the Lambda Web Adapter in a header.
+    """
+    if settings.lambda_web_adapter:
+        context = lambda_context(request.scope)
+        gateway_context = request_context(request.scope) or {}
+    else:
+        context = request.scope.get("aws.context")
+        gateway_context = (request.scope.get("aws.event") or {}).get("requestContext") or {}
     deadline = Deadline.for_request(
-        settings, log.started_at, request.scope.get("aws.context"), gateway_arrival(request)
+        settings, log.started_at, context, gateway_arrival(gateway_context)
     )
     return Upstream(get_openai_client_for_key, keys, settings, deadline, log)
 
 
-def gateway_arrival(request: Request) -> float | None:
-    """When API Gateway received the request (epoch seconds), if the event says so."""
-    event = request.scope.get("aws.event") or {}
-    context = event.get("requestContext") or {}
+def gateway_arrival(context: dict[str, Any]) -> float | None:
+    """When API Gateway received the request (epoch seconds), if its request context says so."""
     # REST APIs name it requestTimeEpoch, HTTP APIs and function URLs timeEpoch (both in ms).
     epoch_ms = context.get("requestTimeEpoch", context.get("timeEpoch"))
     if isinstance(epoch_ms, int | float) and not isinstance(epoch_ms, bool):

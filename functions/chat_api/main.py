@@ -17,6 +17,7 @@ from chat_api.errors import error_responses, register_error_handlers, unexpected
 from chat_api.request_log import RequestLogMiddleware
 from chat_api.routes import api_router
 from chat_api.schemas import ErrorResponse
+from chat_api.web_adapter import StagePathMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def create_app() -> FastAPI:
             allow_headers=["Content-Type", "Authorization", "X-Api-Key", "Idempotency-Key"],
             expose_headers=["Idempotent-Replayed", "Retry-After"],
         )
+    if settings.lambda_web_adapter:
+        app.add_middleware(StagePathMiddleware)
     # Added last, so outermost: it sees every request, 413s and CORS preflights included.
     app.add_middleware(RequestLogMiddleware, unexpected=unexpected_error_response)
     _warn_if_open(settings)

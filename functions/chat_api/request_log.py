@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from chat_api.config import get_settings
 from chat_api.exceptions import BudgetExceeded
+from chat_api.web_adapter import lambda_context, request_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,11 +68,19 @@ class RequestLog:
 
     @classmethod
     def from_scope(cls, scope: Scope) -> RequestLog:
-        """Take the API Gateway and Lambda request ids from Mangum's scope, when present."""
-        event = scope.get("aws.event") or {}
-        context = scope.get("aws.context")
-        gateway_id = (event.get("requestContext") or {}).get("requestId")
-        lambda_id = getattr(context, "aws_request_id", None)
+        """Take the API Gateway and Lambda request ids from Mangum's scope, when present.
+
+        Behind the Lambda Web Adapter they come from its headers instead.
+        """
+        if get_settings().lambda_web_adapter:
+            gateway_id = (request_context(scope) or {}).get("requestId")
+            lambda_id = getattr(lambda_context(scope), "request_id", None)
+        else:
+            event = scope.get("aws.event") or {}
+            gateway_id = (event.get("requestContext") or {}).get("requestId")
+            lambda_id = getattr(scope.get("aws.context"), "aws_request_id", None)
+        if not isinstance(gateway_id, str):
+            gateway_id = None
         return cls(
             request_id=gateway_id or lambda_id or str(uuid.uuid4()), lambda_request_id=lambda_id
         )

@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-import httpx
+import httpx2
 import openai
 
 from chat_api.exceptions import DeadlineExceeded, UpstreamBrokeOff, UpstreamInvalidResponse
@@ -53,7 +53,7 @@ async def relay_chunks(
                 raise UpstreamBrokeOff from exc
             except json.JSONDecodeError as exc:
                 raise UpstreamInvalidResponse("OpenAI sent a malformed stream chunk.") from exc
-            except (openai.APIConnectionError, httpx.TransportError) as exc:
+            except (openai.APIConnectionError, httpx2.TransportError) as exc:
                 raise UpstreamBrokeOff from exc
             except openai.OpenAIError as exc:
                 raise upstream_failure(exc) from exc
