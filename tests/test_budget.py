@@ -451,3 +451,89 @@ def test_failed_settlement_leaves_the_whole_reservation_counted(
         assert client.post("/chat", json={"message": "Hi", "store": False}).status_code == 429
     assert tally["spent"] == 0
     assert tally["reserved"] > 1000
+
+
+# --- every route that calls OpenAI counts -------------------------------------------------------
+
+
+def test_a_response_settles_at_the_usage_openai_reported(
+    budget: Callable[..., None], app: Callable[[], TestClient], fake_openai: FakeOpenAI
+) -> None:
+    budget(FITS_ONE)
+    with app() as client:
+        answer = client.post("/v1/responses", json={"model": "gpt-4o-mini", "input": "Hi"})
+        assert answer.status_code == 200, answer.text
+        usage = usage_of(client)
+    assert usage["spent"] == answer.json()["usage"]["total_tokens"] > 0
+    assert usage["reserved"] == 0
+
+
+def test_a_streamed_response_settles_at_the_usage_of_its_last_event(
+    budget: Callable[..., None], app: Callable[[], TestClient], fake_openai: FakeOpenAI
+) -> None:
+    budget(FITS_ONE)
+    body = {"model": "gpt-4o-mini", "input": "Hi", "stream": True}
+    with app() as client:
+        streamed = client.post("/v1/responses", json=body)
+        usage = usage_of(client)
+    completed = [
+        json.loads(line.removeprefix("data: "))
+        for line in streamed.text.splitlines()
+        if line.startswith("data: ") and '"response.completed"' in line
+    ]
+    assert usage["spent"] == completed[-1]["response"]["usage"]["total_tokens"] > 0
+    assert usage["reserved"] == 0
+
+
+def test_a_response_that_cannot_fit_is_429_before_openai(
+    budget: Callable[..., None], app: Callable[[], TestClient], fake_openai: FakeOpenAI
+) -> None:
+    budget("500")  # less than the output cap alone
+    with app() as client:
+        refused = client.post("/v1/responses", json={"model": "gpt-4o-mini", "input": "Hi"})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert fake_openai.requests == []
+
+
+def test_previous_response_id_is_refused_while_a_budget_applies(
+    budget: Callable[..., None], app: Callable[[], TestClient], fake_openai: FakeOpenAI
+) -> None:
+    budget(FITS_FIVE)
+    with app() as client:
+        first = client.post("/v1/responses", json={"model": "gpt-4o-mini", "input": "Hi"}).json()
+        follow_up = client.post(
+            "/v1/responses",
+            json={"model": "gpt-4o-mini", "input": "And?", "previous_response_id": first["id"]},
+        )
+    assert follow_up.status_code == 400
+    assert follow_up.json()["error"]["code"] == "unbounded_input"
+    assert len(fake_openai.requests) == 1
+
+
+def test_embeddings_count_against_the_budget(
+    budget: Callable[..., None], app: Callable[[], TestClient], fake_openai: FakeOpenAI
+) -> None:
+    budget("200")  # the input's JSON is ~75 bytes (model, input, encoding_format)
+    body = {"model": "text-embedding-3-small", "input": "Hi"}
+    with app() as client:
+        answer = client.post("/v1/embeddings", json=body)
+        assert answer.status_code == 200, answer.text
+        assert usage_of(client)["spent"] == answer.json()["usage"]["total_tokens"]
+        too_big = client.post("/v1/embeddings", json={**body, "input": "x" * 300})
+    assert too_big.status_code == 429
+    assert len(fake_openai.requests) == 1
+
+
+def test_image_input_passes_when_no_budget_applies(
+    budget: Callable[..., None], app: Callable[[], TestClient], fake_openai: FakeOpenAI
+) -> None:
+    budget(None)
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    with app() as client:
+        response = client.post(
+            "/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [image]}]},
+        )
+    assert response.status_code == 200
+    assert len(fake_openai.requests) == 1

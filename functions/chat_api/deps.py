@@ -161,9 +161,10 @@ async def get_responses(
     settings: SettingsDep,
     caller: CallerDep,
     clock: ClockDep,
+    budget: BudgetDep,
 ) -> Responses:
-    """The Responses API service for this caller."""
-    return Responses(upstream, store, settings, caller.id, clock)
+    """The Responses API service for this caller, within its token budget."""
+    return Responses(upstream, store, settings, caller.id, clock, budget)
 
 
 ResponsesDep = Annotated[Responses, Depends(get_responses)]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 from openai.types import CreateEmbeddingResponse
 
 from chat_api.compat_schemas import EmbeddingRequest
-from chat_api.deps import SettingsDep, UpstreamDep, get_caller
+from chat_api.deps import BudgetDep, SettingsDep, UpstreamDep, get_caller
 from chat_api.errors import error_responses
 from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services.embeddings import create_embeddings
@@ -28,10 +28,10 @@ router = APIRouter(
     responses=error_responses(400, 401, 413, 429, 502, 503, 504, openai_shape=True),
 )
 async def embeddings(
-    request: EmbeddingRequest, upstream: UpstreamDep, settings: SettingsDep
+    request: EmbeddingRequest, upstream: UpstreamDep, settings: SettingsDep, budget: BudgetDep
 ) -> Response:
     """Create embeddings, as OpenAI's `POST /v1/embeddings` does."""
-    answer = await create_embeddings(upstream, request, settings)
+    answer = await create_embeddings(upstream, request, settings, budget)
     # base64 embeddings are strings where the SDK's model declares floats: sent as they came.
     body = answer.to_json(indent=None, warnings=False)
     return Response(body, media_type="application/json")

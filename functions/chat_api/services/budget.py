@@ -9,7 +9,7 @@ before OpenAI could bill anything. A store that cannot count refuses the call (5
 
 Any route that calls OpenAI uses it the same way:
 
-    async with budget.spending(completion_bound(params)) as meter:
+    async with budget.spending(lambda: completion_bound(params)) as meter:
         answer = await upstream.call(...)
         meter.settle(usage_of(answer))
 """
@@ -39,7 +39,7 @@ from chat_api.store.base import BudgetAccount, BudgetTally
 from chat_api.store.rules import admission_ceiling
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
     from types import TracebackType
 
     from chat_api.schemas import Usage
@@ -55,6 +55,7 @@ PERIOD_GRACE_SECONDS = 3600.0
 # Content parts whose cost is not bounded by their size in bytes (an image URL of 30 bytes
 # can cost thousands of tokens): refused while a budget applies.
 TEXT_PARTS = frozenset({"text", "refusal"})
+RESPONSE_TEXT_PARTS = frozenset({"input_text", "output_text", "refusal"})
 # Failures that may come after OpenAI received the call, and so may have been billed.
 MAYBE_BILLED = (DeadlineExceeded, UpstreamUnreachable, UpstreamBrokeOff)
 
@@ -109,6 +110,47 @@ def completion_bound(params: Mapping[str, Any]) -> int:
     sent = json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode()
     output_cap = params.get("max_completion_tokens") or params.get("max_tokens") or 0
     return len(sent) + int(output_cap) * int(params.get("n") or 1)
+
+
+def response_bound(params: Mapping[str, Any]) -> int:
+    """The most tokens a Responses API call with these parameters (as sent) can cost.
+
+    As `completion_bound`: the JSON's UTF-8 size, plus `max_output_tokens` (which counts the
+    reasoning tokens too). What the size cannot bound is refused while a budget applies:
+    image, audio and file input, and `previous_response_id`, which brings a whole earlier
+    conversation the request does not carry.
+    """
+    if params.get("previous_response_id") is not None:
+        raise _unbounded(
+            "previous_response_id (send the earlier turns in `input` instead)",
+            "previous_response_id",
+        )
+    items = params.get("input")
+    for item in items if isinstance(items, list) else ():
+        content = item.get("content") if isinstance(item, dict) else None
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, dict) and part.get("type") not in RESPONSE_TEXT_PARTS:
+                raise _unbounded("image, audio and file content", "input")
+    return _json_size(params) + int(params.get("max_output_tokens") or 0)
+
+
+def embedding_bound(params: Mapping[str, Any]) -> int:
+    """The most tokens an embeddings call can cost: its input's size (token ids included,
+    each at least one character of JSON); embeddings have no output tokens."""
+    return _json_size(params)
+
+
+def _json_size(params: Mapping[str, Any]) -> int:
+    return len(json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def _unbounded(what: str, param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"This caller has a token budget, and the cost of {what} cannot be bounded before "
+        "the call.",
+        param=param,
+        code="unbounded_input",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +272,15 @@ class Budget:
             self.caller, self.period.label, self.period.resets_at + PERIOD_GRACE_SECONDS
         )
 
-    async def admit(self, bound: int) -> Meter:
-        """Reserve `bound` tokens, or raise `BudgetExceeded` (429) before anything is spent."""
+    async def admit(self, bound_of: Callable[[], int]) -> Meter:
+        """Reserve what `bound_of()` says the call may cost, or raise `BudgetExceeded` (429).
+
+        Without a budget nothing is computed or counted, so input the bound cannot cover (such
+        as images) is refused only where a budget applies.
+        """
         if self.limit is None:
             return Meter(None, 0)
+        bound = bound_of()
         ceiling = admission_ceiling(self.limit, bound)
         if ceiling is None:
             raise self._exceeded(
@@ -250,9 +297,9 @@ class Budget:
         return Meter(self, bound)
 
     @asynccontextmanager
-    async def spending(self, bound: int) -> AsyncIterator[Meter]:
-        """Admit a call costing at most `bound`; settle it when the block ends, however."""
-        meter = await self.admit(bound)
+    async def spending(self, bound_of: Callable[[], int]) -> AsyncIterator[Meter]:
+        """Admit a call costing at most `bound_of()`; settle it when the block ends, however."""
+        meter = await self.admit(bound_of)
         async with meter:
             yield meter
 

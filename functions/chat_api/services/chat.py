@@ -215,7 +215,7 @@ class ChatTurn:
             raise
         async with self._releasing_on_failure(pending):
             # Admitted (or refused, 429) only now: the bound needs the messages sent.
-            meter = await self.budget.admit(chat_bound(self.settings, pending.messages))
+            meter = await self.budget.admit(lambda: chat_bound(self.settings, pending.messages))
             async with meter.settling_on_failure():
                 chunks = await open_chat_stream(self.upstream, self.settings, pending.messages)
         meter.answering()

@@ -105,7 +105,7 @@ async def create_completion(
         # The parameters are typed by the request model; unpacked, mypy sees them as Any.
         return cast("ChatCompletion", await client.chat.completions.create(**params))
 
-    async with budget.spending(completion_bound(params)) as meter:
+    async with budget.spending(lambda: completion_bound(params)) as meter:
         with refusal_is_the_clients():
             completion = await upstream.call(create)
         meter.settle(to_usage(completion.usage))
@@ -132,7 +132,7 @@ async def open_completion_stream(
             await client.chat.completions.create(stream=True, **params),
         )
 
-    meter = await budget.admit(completion_bound(params))
+    meter = await budget.admit(lambda: completion_bound(params))
     async with meter.settling_on_failure():
         with refusal_is_the_clients():
             stream = await upstream.call(create, streamed=True)

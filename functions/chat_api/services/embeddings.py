@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from chat_api.exceptions import InvalidRequest
 from chat_api.schemas import Usage
+from chat_api.services.budget import embedding_bound
 from chat_api.services.completions import find_unsendable, refusal_is_the_clients
 from chat_api.services.guards import check_model
 
@@ -15,13 +16,14 @@ if TYPE_CHECKING:
 
     from chat_api.compat_schemas import EmbeddingRequest
     from chat_api.config import Settings
+    from chat_api.services.budget import Budget
     from chat_api.services.upstream import Upstream
 
 
 async def create_embeddings(
-    upstream: Upstream, request: EmbeddingRequest, settings: Settings
+    upstream: Upstream, request: EmbeddingRequest, settings: Settings, budget: Budget
 ) -> CreateEmbeddingResponse:
-    """Embed the input, as OpenAI's `POST /v1/embeddings` does."""
+    """Embed the input, as OpenAI's `POST /v1/embeddings` does, within the caller's budget."""
     check_model(request.model, settings.allowed_embedding_models)
     _check_size(request, settings)
     params = request.model_dump(exclude_unset=True)
@@ -37,14 +39,16 @@ async def create_embeddings(
     async def create(client: AsyncOpenAI) -> CreateEmbeddingResponse:
         return await client.embeddings.create(**params)
 
-    with refusal_is_the_clients():
-        answer = await upstream.call(create)
-    upstream.log.model = answer.model
-    upstream.log.usage = Usage(
-        prompt_tokens=answer.usage.prompt_tokens,
-        completion_tokens=0,
-        total_tokens=answer.usage.total_tokens,
-    )
+    async with budget.spending(lambda: embedding_bound(params)) as meter:
+        with refusal_is_the_clients():
+            answer = await upstream.call(create)
+        usage = Usage(
+            prompt_tokens=answer.usage.prompt_tokens,
+            completion_tokens=0,
+            total_tokens=answer.usage.total_tokens,
+        )
+        meter.settle(usage)
+    upstream.log.model, upstream.log.usage = answer.model, usage
     return answer
 
 

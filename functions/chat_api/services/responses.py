@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any, cast
 
-import httpx
+import httpx2
 import openai
 from openai.types.responses import Response, ResponseItemList
 
@@ -24,6 +24,7 @@ from chat_api.exceptions import (
     UpstreamInvalidResponse,
 )
 from chat_api.schemas import Usage
+from chat_api.services.budget import response_bound
 from chat_api.services.completions import find_unsendable, refusal_is_the_clients
 from chat_api.services.guards import (
     check_enabled,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
     from chat_api.compat_schemas import ResponseCreateRequest
     from chat_api.config import Settings
+    from chat_api.services.budget import Budget, Meter
     from chat_api.services.upstream import Upstream
     from chat_api.store.base import SessionStore
 
@@ -69,7 +71,9 @@ class Responses:
         settings: Settings,
         caller: str,
         clock: Callable[[], float],
+        budget: Budget,
     ) -> None:
+        self._budget = budget
         self._upstream = upstream
         self._store = store
         self._settings = settings
@@ -114,8 +118,10 @@ class Responses:
         async def create(client: AsyncOpenAI) -> Response:
             return cast("Response", await client.responses.create(**params))
 
-        with refusal_is_the_clients():
-            response = await self._upstream.call(create)
+        async with self._budget.spending(lambda: response_bound(params)) as meter:
+            with refusal_is_the_clients():
+                response = await self._upstream.call(create)
+            meter.settle(_usage(response.usage))
         self._own(response, params)
         self._note(response)
         return response
@@ -132,19 +138,25 @@ class Responses:
                 await client.responses.create(stream=True, **params),
             )
 
-        with refusal_is_the_clients():
-            stream = await self._upstream.call(create, streamed=True)
-        return self._relay(stream, params)
+        meter = await self._budget.admit(lambda: response_bound(params))
+        async with meter.settling_on_failure():
+            with refusal_is_the_clients():
+                stream = await self._upstream.call(create, streamed=True)
+        meter.answering()
+        return self._relay(stream, params, meter)
 
     async def _relay(
-        self, stream: AsyncStream[ResponseStreamEvent], params: dict[str, Any]
+        self, stream: AsyncStream[ResponseStreamEvent], params: dict[str, Any], meter: Meter
     ) -> AsyncIterator[ResponseStreamEvent]:
-        """OpenAI's events as sent, each within the attempt timeout and the deadline."""
+        """OpenAI's events as sent, each within the attempt timeout and the deadline.
+
+        The meter settles at the usage of the last response event (else its reservation).
+        """
         upstream = self._upstream
         finished = False
         owned = False
         events = aiter(stream)
-        async with stream:
+        async with meter, stream:
             while True:
                 try:
                     async with asyncio.timeout(max(upstream.chunk_timeout(), 0)):
@@ -157,7 +169,7 @@ class Responses:
                     raise UpstreamBrokeOff from exc
                 except json.JSONDecodeError as exc:
                     raise UpstreamInvalidResponse("OpenAI sent a malformed event.") from exc
-                except (openai.APIConnectionError, httpx.TransportError) as exc:
+                except (openai.APIConnectionError, httpx2.TransportError) as exc:
                     raise UpstreamBrokeOff from exc
                 except openai.OpenAIError as exc:
                     raise upstream_failure(exc) from exc
@@ -168,6 +180,7 @@ class Responses:
                         self._own(response, params)
                         owned = True
                     self._note(response)
+                    meter.settle(_usage(response.usage))
                 finished = finished or event.type in FINAL_EVENTS
                 yield event
         if not finished:
