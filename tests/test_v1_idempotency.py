@@ -19,7 +19,7 @@ from chat_api.services.idempotency import Idempotent, new_claim
 from chat_api.store.base import ClaimedResponse, SessionStore
 from chat_api.store.rules import CLAIM_LEASE_SECONDS
 from tests.conftest import CLIENT_API_KEY, AppClient, Clock, Configure, Serve
-from tests.fake_openai import FakeOpenAI, Reply, error_body
+from tests.fake_openai import FakeOpenAI, Reply, completion, error_body
 from tests.sdk import Service
 
 COMPLETION = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}
@@ -138,6 +138,25 @@ def test_key_is_freed_when_the_request_is_refused(api: TestClient, fake_openai: 
     # Another body with the same key: the refused request left no record behind.
     assert allowed.status_code == 200
     assert len(fake_openai.requests) == 1
+
+
+def test_an_answer_the_store_cannot_keep_is_still_returned_and_frees_the_key(
+    api: TestClient, fake_openai: FakeOpenAI, store_kind: str
+) -> None:
+    # 500 KB: over DynamoDB's 400 KB item, so that store refuses it; SQLite keeps it.
+    fake_openai.enqueue(Reply(body=completion("word " * 100_000)))
+
+    first = post(api, "/v1/chat/completions", COMPLETION)
+    retried = post(api, "/v1/chat/completions", COMPLETION)
+
+    assert first.status_code == retried.status_code == 200
+    assert len(first.json()["choices"][0]["message"]["content"]) == 500_000
+    if store_kind == "dynamodb":
+        assert "idempotent-replayed" not in retried.headers
+        assert len(fake_openai.requests) == 2
+    else:
+        assert retried.content == first.content
+        assert len(fake_openai.requests) == 1
 
 
 def test_claim_of_a_request_that_died_is_taken_over_after_the_lease(

@@ -108,12 +108,20 @@ class Idempotent:
             return Answered(stored_answer(held, claim), replayed=True)
         try:
             body = await answer()
-            await asyncio.to_thread(self.store.complete, ClaimedResponse(claim, body))
         # A client that hangs up arrives as CancelledError, not as Exception: that frees the
         # key too, or its retry would get 409 until the lease runs out.
         except BaseException:
             await release(self.store, claim)
             raise
+        try:
+            # Shielded: the answer is paid for, so it is kept even if the client has left.
+            with anyio.CancelScope(shield=True):
+                await asyncio.to_thread(self.store.complete, ClaimedResponse(claim, body))
+        except (StoreUnavailable, IdempotencyKeyInUse):
+            # Not kept (the store failed, the answer is over DynamoDB's 400 KB item, or the
+            # lease ran out): the client still gets what it paid for, and the key is free,
+            # rather than an error whose retry would pay again.
+            await release(self.store, claim)
         return Answered(body)
 
 
