@@ -14,8 +14,7 @@ from chat_api.compat_schemas import ChatCompletionRequest, ModelList
 from chat_api.deps import IdempotentDep, SettingsDep, UpstreamDep, get_caller
 from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
-from chat_api.routes.chat import IdempotencyKeyHeader
-from chat_api.routes.replay import json_answer
+from chat_api.routes.chat import IdempotencyKeyHeader, json_answer
 from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services import completions as services
 from chat_api.services.completions import create_completion, list_models, open_completion_stream

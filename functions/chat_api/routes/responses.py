@@ -14,8 +14,7 @@ from chat_api.compat_schemas import ResponseCreateRequest
 from chat_api.deps import IdempotentDep, ResponsesDep, get_caller
 from chat_api.errors import error_responses
 from chat_api.exceptions import ServiceError
-from chat_api.routes.chat import IdempotencyKeyHeader
-from chat_api.routes.replay import json_answer
+from chat_api.routes.chat import IdempotencyKeyHeader, json_answer
 from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services.idempotency import refuse_streamed
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
