@@ -88,9 +88,14 @@ def test_openapi_declares_v1_errors_in_openais_shape(client: TestClient) -> None
     schema = client.get("/openapi.json").json()
 
     responses = schema["paths"][COMPLETIONS]["post"]["responses"]
-    assert {"200", "400", "401", "404", "405", "413", "429", "502", "503", "504"} <= set(responses)
-    assert "422" not in responses
-    ref = responses["401"]["content"]["application/json"]["schema"]["$ref"]
-    assert ref == "#/components/schemas/OpenAIErrorResponse"
+    assert {"200", "400", "401", "404", "405", "409", "413", "429", "502", "503", "504"} <= set(
+        responses
+    )
+    for status in ("401", "409", "422"):
+        ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref == "#/components/schemas/OpenAIErrorResponse"
+    # 422 is the reused Idempotency-Key, not FastAPI's validation error (that is a 400).
+    assert "Idempotency-Key" in responses["422"]["description"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
     assert {"200", "401", "503"} <= set(schema["paths"]["/v1/models"]["get"]["responses"])

@@ -25,6 +25,7 @@ from chat_api.keys import KeySource
 from chat_api.request_log import STATE_KEY, RequestLog
 from chat_api.services.budget import Budget
 from chat_api.services.chat import ChatTurn
+from chat_api.services.idempotency import Idempotent
 from chat_api.services.responses import Responses
 from chat_api.services.upstream import Deadline, Upstream
 from chat_api.store.base import BudgetStore, SessionStore
@@ -168,3 +169,11 @@ async def get_responses(
 
 
 ResponsesDep = Annotated[Responses, Depends(get_responses)]
+
+
+async def get_idempotent(store: StoreDep, caller: CallerDep, clock: ClockDep) -> Idempotent:
+    """`Idempotency-Key` for this caller's `/v1` requests."""
+    return Idempotent(store, caller.id, clock)
+
+
+IdempotentDep = Annotated[Idempotent, Depends(get_idempotent)]

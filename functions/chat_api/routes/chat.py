@@ -13,6 +13,7 @@ from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, IdempotencyKey
 from chat_api.services.chat import TurnResult
+from chat_api.services.idempotency import Answered
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
 # The caller is checked first, before the body or the store are looked at.
@@ -74,6 +75,14 @@ async def _replayed_events(answer: ChatResponse) -> AsyncGenerator[str]:
     """A stored answer told as a stream: its whole text in one delta, then done."""
     yield sse_event(ChatDelta(text=answer.response).model_dump_json(), event="delta")
     yield sse_event(answer.model_dump_json(), event="done")
+
+
+def json_answer(answered: Answered) -> Response:
+    """A `/v1` JSON answer, with `Idempotent-Replayed: true` when it is a stored one replayed."""
+    response = Response(answered.body, media_type="application/json")
+    if answered.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
 
 
 def _error_event(error: ServiceError) -> str:

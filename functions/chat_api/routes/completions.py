@@ -11,12 +11,14 @@ from openai.types import Model
 from openai.types.chat import ChatCompletion
 
 from chat_api.compat_schemas import ChatCompletionRequest, ModelList
-from chat_api.deps import BudgetDep, SettingsDep, UpstreamDep, get_caller
+from chat_api.deps import BudgetDep, IdempotentDep, SettingsDep, UpstreamDep, get_caller
 from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
+from chat_api.routes.chat import IdempotencyKeyHeader, json_answer
 from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services import completions as services
 from chat_api.services.completions import create_completion, list_models, open_completion_stream
+from chat_api.services.idempotency import refuse_streamed
 from chat_api.services.relay import relay_chunks
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
@@ -49,18 +51,30 @@ STREAM_DESCRIPTION = (
     response_model=ChatCompletion,
     responses={
         200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        **error_responses(400, 401, 413, 429, 502, 503, 504, openai_shape=True),
+        **error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504, openai_shape=True),
     },
     description=STREAM_DESCRIPTION,
 )
 async def chat_completions(
-    request: ChatCompletionRequest, upstream: UpstreamDep, settings: SettingsDep, budget: BudgetDep
+    request: ChatCompletionRequest,
+    upstream: UpstreamDep,
+    settings: SettingsDep,
+    budget: BudgetDep,
+    idempotent: IdempotentDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Create a chat completion, as OpenAI's `POST /v1/chat/completions` does."""
+    refuse_streamed(idempotency_key, request.stream)
     if not request.stream:
-        completion = await create_completion(upstream, request, settings, budget)
-        # As OpenAI sent it: fields it left out stay out.
-        return Response(completion.to_json(indent=None), media_type="application/json")
+
+        async def answer() -> str:
+            # As OpenAI sent it: fields it left out stay out.
+            completion = await create_completion(upstream, request, settings, budget)
+            return completion.to_json(indent=None)
+
+        return json_answer(
+            await idempotent.run("/v1/chat/completions", idempotency_key, request, answer)
+        )
     stream, meter = await open_completion_stream(upstream, request, settings, budget)
     wants_usage = bool(request.stream_options and request.stream_options.include_usage)
     return sse_response(_chunk_events(stream, upstream, meter, wants_usage), _error_event)

@@ -11,10 +11,12 @@ from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseItemList, ResponseStreamEvent
 
 from chat_api.compat_schemas import ResponseCreateRequest
-from chat_api.deps import ResponsesDep, get_caller
+from chat_api.deps import IdempotentDep, ResponsesDep, get_caller
 from chat_api.errors import error_responses
 from chat_api.exceptions import ServiceError
+from chat_api.routes.chat import IdempotencyKeyHeader, json_answer
 from chat_api.schemas import OpenAIErrorResponse
+from chat_api.services.idempotency import refuse_streamed
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
 router = APIRouter(
@@ -46,14 +48,25 @@ def _json(model: OpenAIResponse | ResponseItemList) -> Response:
     response_model=OpenAIResponse,
     responses={
         200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        **error_responses(400, 413, openai_shape=True),
+        **error_responses(400, 409, 413, 422, openai_shape=True),
     },
     description=STREAM_DESCRIPTION,
 )
-async def create_response(request: ResponseCreateRequest, responses: ResponsesDep) -> Response:
+async def create_response(
+    request: ResponseCreateRequest,
+    responses: ResponsesDep,
+    idempotent: IdempotentDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     """Create a model response, as OpenAI's `POST /v1/responses` does."""
+    refuse_streamed(idempotency_key, request.stream)
     if not request.stream:
-        return _json(await responses.create(request))
+
+        async def answer() -> str:
+            # As `_json` sends it.
+            return (await responses.create(request)).to_json(indent=None, warnings=False)
+
+        return json_answer(await idempotent.run("/v1/responses", idempotency_key, request, answer))
     events = await responses.open_stream(request)
     tracker = _Sequence()
     return sse_response(_events(events, tracker), tracker.error_event)

@@ -1,22 +1,46 @@
-"""`Idempotency-Key`: a retried `POST /chat` gets the first answer instead of a second call."""
+"""`Idempotency-Key`: a retried request gets the first answer instead of a second call.
+
+On `POST /chat` the answer is stored with its turn (`ChatTurn`); on `/v1` it is tied to no
+session and stored on its own (`Idempotent`). Keys are per caller and per route.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from chat_api.exceptions import IdempotencyKeyInUse, IdempotencyKeyReused
-from chat_api.schemas import ChatRequest, ChatResponse
-from chat_api.store.base import IdempotencyClaim, IdempotencyRecord
+import anyio
+
+from chat_api.exceptions import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    StoreUnavailable,
+)
+from chat_api.schemas import ChatResponse
+from chat_api.store.base import ClaimedResponse, IdempotencyClaim, IdempotencyRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from pydantic import BaseModel
+
+    from chat_api.store.base import SessionStore
 
 # How long a key's answer is kept for retries (clients retry within minutes; a day is ample).
 IDEMPOTENCY_TTL_SECONDS = 86_400
 
 
-def new_claim(caller: str, key: str, request: ChatRequest, now: float) -> IdempotencyClaim:
-    """This request's claim on `key`: keys are per caller, and stored only as digests."""
+def new_claim(
+    caller: str, key: str, request: BaseModel, now: float, route: str = "/chat"
+) -> IdempotencyClaim:
+    """This request's claim on `key`: keys are per caller and route, stored only as digests."""
     return IdempotencyClaim(
-        record_id=hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest(),
+        record_id=hashlib.sha256(f"{route}\n{caller}\n{key}".encode()).hexdigest(),
         fingerprint=hashlib.sha256(request.model_dump_json().encode()).hexdigest(),
         token=secrets.token_hex(16),
         claimed_at=now,
@@ -24,10 +48,85 @@ def new_claim(caller: str, key: str, request: ChatRequest, now: float) -> Idempo
     )
 
 
-def replay(record: IdempotencyRecord, claim: IdempotencyClaim) -> ChatResponse:
+def stored_answer(record: IdempotencyRecord, claim: IdempotencyClaim) -> str:
     """The earlier answer for the same key and body; raises if the body differs or it runs."""
     if record.fingerprint != claim.fingerprint:
         raise IdempotencyKeyReused
     if record.response is None:
         raise IdempotencyKeyInUse
-    return ChatResponse.model_validate_json(record.response)
+    return record.response
+
+
+def replay(record: IdempotencyRecord, claim: IdempotencyClaim) -> ChatResponse:
+    """The earlier `/chat` answer for the same key and body (see `stored_answer`)."""
+    return ChatResponse.model_validate_json(stored_answer(record, claim))
+
+
+def refuse_streamed(key: str | None, stream: bool | None) -> None:
+    """400 for a key on a streamed `/v1` request.
+
+    Its events are relayed as OpenAI sends them and never held whole, so there would be
+    nothing to replay: refused rather than quietly run twice.
+    """
+    if key is not None and stream:
+        raise InvalidRequest(
+            'An Idempotency-Key is not supported with "stream": true on /v1: '
+            "send the request without streaming, or without the key.",
+            param="stream",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A `/v1` answer as JSON, and whether it is a stored one replayed."""
+
+    body: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotent:
+    """Runs a `/v1` request at most once per caller, route, key and body."""
+
+    store: SessionStore
+    caller: str
+    clock: Callable[[], float]
+
+    async def run(
+        self,
+        route: str,
+        key: str | None,
+        request: BaseModel,
+        answer: Callable[[], Awaitable[str]],
+    ) -> Answered:
+        """`answer()` once; a repeat gets its stored JSON, another body 422, one meanwhile 409."""
+        if key is None:
+            return Answered(await answer())
+        claim = new_claim(self.caller, key, request, self.clock(), route)
+        held = await asyncio.to_thread(self.store.claim, claim)
+        if held is not None:
+            return Answered(stored_answer(held, claim), replayed=True)
+        try:
+            body = await answer()
+        # A client that hangs up arrives as CancelledError, not as Exception: that frees the
+        # key too, or its retry would get 409 until the lease runs out.
+        except BaseException:
+            await release(self.store, claim)
+            raise
+        try:
+            # Shielded: the answer is paid for, so it is kept even if the client has left.
+            with anyio.CancelScope(shield=True):
+                await asyncio.to_thread(self.store.complete, ClaimedResponse(claim, body))
+        except (StoreUnavailable, IdempotencyKeyInUse):
+            # Not kept (the store failed, the answer is over DynamoDB's 400 KB item, or the
+            # lease ran out): the client still gets what it paid for, and the key is free,
+            # rather than an error whose retry would pay again.
+            await release(self.store, claim)
+        return Answered(body)
+
+
+async def release(store: SessionStore, claim: IdempotencyClaim) -> None:
+    """Give the key up after a failure, so that a retry runs the request."""
+    # Shielded: a cancelled request's scope would cancel this write before it ran.
+    with anyio.CancelScope(shield=True), suppress(StoreUnavailable):
+        await asyncio.to_thread(store.release, claim)

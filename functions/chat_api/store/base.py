@@ -152,6 +152,13 @@ class SessionStore(Protocol):
         """Give the key up (the request failed), unless another request has taken it over."""
         ...
 
+    def complete(self, claimed: ClaimedResponse) -> None:
+        """Store the answer of a request tied to no session (`/v1`) with its claim.
+
+        Raises IdempotencyKeyInUse if the claim was lost (another request took the key over).
+        """
+        ...
+
     def record_response(self, response: OwnedResponse, now: float) -> None:
         """Remember who created a stored response (written once per id); drops expired ones."""
         ...

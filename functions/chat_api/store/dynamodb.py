@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
         TransactWriteItemTypeDef,
+        UpdateTypeDef,
         WriteRequestTypeDef,
     )
 
@@ -125,7 +126,7 @@ class DynamoDBSessionStore:
             first = self._take_positions(session.id, len(messages), record)
         writes += self._message_writes(session, messages, first)
         if claimed_response is not None:
-            writes.append(self._complete_claim(claimed_response, session))
+            writes.append({"Update": self._complete_claim(claimed_response, session)})
         for attempt in range(WRITE_ATTEMPTS):
             reasons = self._transact(writes)
             if reasons is None:
@@ -212,6 +213,14 @@ class DynamoDBSessionStore:
                 )
         except ClientError:
             pass  # another request took the key over: it is theirs to keep
+
+    def complete(self, claimed: ClaimedResponse) -> None:
+        """Store the answer of a request tied to no session with its claim (see SessionStore)."""
+        try:
+            with _store_errors("UpdateItem", passing="ConditionalCheckFailedException"):
+                self._client.update_item(**self._complete_claim(claimed, None))
+        except ClientError as exc:
+            raise IdempotencyKeyInUse from exc
 
     def record_response(self, response: OwnedResponse, now: float) -> None:
         """Remember who created a stored response (written once per id); TTL drops old ones."""
@@ -412,23 +421,20 @@ class DynamoDBSessionStore:
             )
         return writes
 
-    def _complete_claim(
-        self, claimed: ClaimedResponse, session: Session
-    ) -> TransactWriteItemTypeDef:
+    def _complete_claim(self, claimed: ClaimedResponse, session: Session | None) -> UpdateTypeDef:
+        """The update that stores the claim's answer, only while the claim holds the key."""
         expires = _ttl(rules.answer_expiry(claimed.claim, session))
         return {
-            "Update": {
-                "TableName": self._table,
-                "Key": _idempotency_key(claimed.claim.record_id),
-                "UpdateExpression": "SET #response = :response, expires_at = :expires",
-                "ConditionExpression": "#token = :token",
-                "ExpressionAttributeNames": {"#response": "response", "#token": "token"},
-                "ExpressionAttributeValues": {
-                    ":response": {"S": claimed.response},
-                    ":token": {"S": claimed.claim.token},
-                    ":expires": {"N": str(expires)},
-                },
-            }
+            "TableName": self._table,
+            "Key": _idempotency_key(claimed.claim.record_id),
+            "UpdateExpression": "SET #response = :response, expires_at = :expires",
+            "ConditionExpression": "#token = :token",
+            "ExpressionAttributeNames": {"#response": "response", "#token": "token"},
+            "ExpressionAttributeValues": {
+                ":response": {"S": claimed.response},
+                ":token": {"S": claimed.claim.token},
+                ":expires": {"N": str(expires)},
+            },
         }
 
     def _transact(self, writes: list[TransactWriteItemTypeDef]) -> list[dict[str, Any]] | None:

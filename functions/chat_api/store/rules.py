@@ -23,8 +23,10 @@ def is_live(session: Session, owner: str, now: float) -> bool:
     return session.owner == owner and now < session.expires_at
 
 
-def answer_expiry(claim: IdempotencyClaim, session: Session) -> float:
-    """When a stored answer is forgotten: with its claim, and never after its session."""
+def answer_expiry(claim: IdempotencyClaim, session: Session | None) -> float:
+    """When a stored answer is forgotten: with its claim, and never after its session (if any)."""
+    if session is None:
+        return claim.expires_at
     return min(claim.expires_at, session.expires_at)
 
 

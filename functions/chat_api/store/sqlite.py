@@ -29,7 +29,13 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from chat_api.store.base import BudgetAccount, IdempotencyClaim, NewMessages, Role
+    from chat_api.store.base import (
+        BudgetAccount,
+        ClaimedResponse,
+        IdempotencyClaim,
+        NewMessages,
+        Role,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -133,18 +139,7 @@ class SQLiteSessionStore:
                 raise SessionNotFound
             if claimed_response is not None:
                 claim = claimed_response.claim
-                updated = db.execute(
-                    "UPDATE idempotency SET response = ?, expires_at = ?"
-                    " WHERE id = ? AND token = ?",
-                    (
-                        claimed_response.response,
-                        rules.answer_expiry(claim, session),
-                        claim.record_id,
-                        claim.token,
-                    ),
-                )
-                if updated.rowcount != 1:
-                    raise IdempotencyKeyInUse
+                _complete(db, claimed_response, session)
                 db.execute(
                     "INSERT OR IGNORE INTO session_idempotency (session_id, record_id)"
                     " VALUES (?, ?)",
@@ -221,6 +216,11 @@ class SQLiteSessionStore:
             db.execute(
                 "DELETE FROM idempotency WHERE id = ? AND token = ?", (claim.record_id, claim.token)
             )
+
+    def complete(self, claimed: ClaimedResponse) -> None:
+        """Store the answer of a request tied to no session with its claim (see SessionStore)."""
+        with self._transaction() as db:
+            _complete(db, claimed, None)
 
     def record_response(self, response: OwnedResponse, now: float) -> None:
         """Remember who created a stored response (written once per id); drops expired ones."""
@@ -341,3 +341,19 @@ def _purge_expired(db: sqlite3.Connection, now: float) -> None:
     )
     db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
     db.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+
+
+def _complete(db: sqlite3.Connection, claimed: ClaimedResponse, session: Session | None) -> None:
+    """Store the claim's answer, only while the claim still holds the key."""
+    claim = claimed.claim
+    updated = db.execute(
+        "UPDATE idempotency SET response = ?, expires_at = ? WHERE id = ? AND token = ?",
+        (
+            claimed.response,
+            rules.answer_expiry(claim, session),
+            claim.record_id,
+            claim.token,
+        ),
+    )
+    if updated.rowcount != 1:
+        raise IdempotencyKeyInUse
