@@ -6,8 +6,8 @@ bytecode (/var/task is read-only).
 
 - `cold PATHS MODULE EVENT STAMPS`: import MODULE's `handler`, serve EVENT once, and write to
   the file STAMPS the monotonic clock (ns) when the import was done and when the handler
-  returned: Lambda bills init and the invocation up to that return, not the interpreter's
-  teardown, which the parent times apart (spawn to exit).
+  returned, and the process's CPU time (ns) then: Lambda bills init and the invocation up to
+  that return, not the interpreter's teardown, which the parent times apart (spawn to exit).
 - `warm PATHS EVENT COUNT`: COUNT rounds of: `/chat` through the chat API's handler with
   client-sent history (stateless: nothing stored), `/chat` continuing one session by its id,
   the same call made with the `openai` client alone, and a turn's write to the session store
@@ -67,8 +67,9 @@ def cold(module_name: str, event_path: str, stamps_path: str) -> None:
     imported = time.monotonic_ns()
     response = handler(event, Context())
     returned = time.monotonic_ns()
+    cpu = time.process_time_ns()
     with open(stamps_path, "w") as stamps:
-        stamps.write(f"{imported} {returned}")
+        stamps.write(f"{imported} {returned} {cpu}")
     if response["statusCode"] != 200:
         raise SystemExit(f"{module_name}: HTTP {response['statusCode']}: {response['body']}")
 

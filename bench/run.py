@@ -56,6 +56,7 @@ class Run:
     imported_ms: float
     response_ms: float
     exit_ms: float
+    cpu_ms: float  # the process's CPU time up to the handler's return
     rss_mb: float
 
     @property
@@ -155,11 +156,12 @@ def cold_start(paths: list[Path], module: str, environment: dict[str, str], stam
     process.stderr.close()
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"cold start of {module} failed:\n{errors}")
-    imported, returned = (int(stamp) for stamp in stamps.read_text().split())
+    imported, returned, cpu = (int(stamp) for stamp in stamps.read_text().split())
     return Run(
         imported_ms=(imported - spawned) / 1e6,
         response_ms=(returned - spawned) / 1e6,
         exit_ms=(exited - spawned) / 1e6,
+        cpu_ms=cpu / 1e6,
         rss_mb=usage.ru_maxrss / 1024,  # ru_maxrss is in KiB on Linux
     )
 
