@@ -342,6 +342,7 @@ def main() -> None:
     )
     cold_row("of which the import (ms)", "lean", "imported_ms")
     cold_row("of which the first invocation (ms)", "lean", "invocation_ms")
+    cold_row("Cold start, CPU time to the handler's response (ms)", "lean", "cpu_ms")
     cold_row("Cold start, spawn to exit: with the unbilled teardown (ms)", "lean", "exit_ms")
     cold_row(
         "Cold start, default build: no .pyc, spawn to response (ms)",
