@@ -32,7 +32,7 @@ DEPLOYED_ARTIFACT = ROOT / ".aws-sam" / "build" / "ChatFunction"
 SCRATCH = ROOT / ".aws-sam" / "bench"
 LAMBDA_PLATFORM = "manylinux2014_aarch64"
 
-COLD_RUNS = 21
+COLD_RUNS = 31
 WARM_INVOCATIONS = 2000
 LOAD_REQUESTS = 3000
 LOAD_CONCURRENCY = 32
