@@ -4,25 +4,30 @@
 installed package off sys.path (only the artifact is there, as in /var/task), -B writes no
 bytecode (/var/task is read-only).
 
-- `cold PATHS MODULE EVENT`: import MODULE's `handler`, serve EVENT once (timed whole by
-  the parent, which also reads the process's peak RSS).
+- `cold PATHS MODULE EVENT STAMPS`: import MODULE's `handler`, serve EVENT once, and write to
+  the file STAMPS the monotonic clock (ns) when the import was done and when the handler
+  returned, and the process's CPU time (ns) then: Lambda bills init and the invocation up to
+  that return, not the interpreter's teardown, which the parent times apart (spawn to exit).
 - `warm PATHS EVENT COUNT`: COUNT rounds of: `/chat` through the chat API's handler with
   client-sent history (stateless: nothing stored), `/chat` continuing one session by its id,
   the same call made with the `openai` client alone, and a turn's write to the session store
   timed alone; prints JSON lists of milliseconds.
+
+A cold child imports nothing its handler does not import itself: only what the interpreter
+has loaded before `main` (`sys`, `time`, `io`), so no variant's modules are paid for by the
+child. Everything else is imported inside `warm`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import json
-import os
-import secrets
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, cast
+
+# Not typing.TYPE_CHECKING: importing typing here would be the child's, not the handler's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # Stateless `/chat`: earlier turns ride along in the request, as the client remembers them.
 HISTORY = [
@@ -48,22 +53,35 @@ class Context:
 
 
 def load_event(path: str) -> dict[str, Any]:
+    import json  # every handler imported it already: this costs a dict lookup
+
     with open(path) as file:
         event: dict[str, Any] = json.load(file)
     return event
 
 
-def cold(module_name: str, event_path: str) -> None:
-    """Import the handler and serve one event."""
+def cold(module_name: str, event_path: str, stamps_path: str) -> None:
+    """Import the handler, serve one event, and write when each was done."""
+    handler = __import__(module_name, fromlist=["handler"]).handler
     event = load_event(event_path)
-    handler = importlib.import_module(module_name).handler
+    imported = time.monotonic_ns()
     response = handler(event, Context())
+    returned = time.monotonic_ns()
+    cpu = time.process_time_ns()
+    with open(stamps_path, "w") as stamps:
+        stamps.write(f"{imported} {returned} {cpu}")
     if response["statusCode"] != 200:
         raise SystemExit(f"{module_name}: HTTP {response['statusCode']}: {response['body']}")
 
 
 def warm(event_path: str, count: int) -> dict[str, list[float]]:
     """Milliseconds per call: both kinds of `/chat`, the client alone, a turn's write alone."""
+    import asyncio
+    import importlib
+    import json
+    import secrets
+    from typing import cast
+
     from openai import AsyncOpenAI
 
     handler = importlib.import_module("chat_api.handler").handler
@@ -132,10 +150,12 @@ def warm(event_path: str, count: int) -> dict[str, list[float]]:
 
 
 def main(mode: str, paths: str, *arguments: str) -> None:
-    sys.path[:0] = paths.split(os.pathsep)
+    sys.path[:0] = paths.split(":")  # os.pathsep on Linux, without importing os
     if mode == "cold":
         cold(*arguments)
     else:
+        import json
+
         event_path, count = arguments
         print(json.dumps(warm(event_path, int(count))))
 

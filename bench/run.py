@@ -32,26 +32,37 @@ DEPLOYED_ARTIFACT = ROOT / ".aws-sam" / "build" / "ChatFunction"
 SCRATCH = ROOT / ".aws-sam" / "bench"
 LAMBDA_PLATFORM = "manylinux2014_aarch64"
 
-COLD_RUNS = 21
+COLD_RUNS = 31
 WARM_INVOCATIONS = 2000
 LOAD_REQUESTS = 3000
 LOAD_CONCURRENCY = 32
 LOAD_ROUNDS = 3
 
-# Targets from the issue: the ratio each measure must stay within.
-COLD_TARGET = 1.2
+# Targets from the issues: the ratio or size each measure must stay within.
+COLD_TARGET = 1.25
 WARM_TARGET = 1.2
+SESSION_TARGET = 1.6
 THROUGHPUT_TARGET = 0.9
-ZIPPED_TARGET_MB = 15
-RSS_TARGET_MB = 128
+ZIPPED_TARGET_MB = 12
+RSS_TARGET_MB = 64
 
 
 @dataclass
 class Run:
-    """One fresh process: its wall time and peak resident memory."""
+    """One fresh process, timed from its spawn: to the end of the handler's import, to the
+    handler's return (what Lambda bills: init and the invocation), to the process's exit
+    (plus the interpreter's teardown, which Lambda does not bill); and its peak RSS."""
 
-    ms: float
+    imported_ms: float
+    response_ms: float
+    exit_ms: float
+    cpu_ms: float  # the process's CPU time up to the handler's return
     rss_mb: float
+
+    @property
+    def invocation_ms(self) -> float:
+        """The first invocation alone: from the end of the import to the handler's return."""
+        return self.response_ms - self.imported_ms
 
 
 def build_host_artifacts() -> tuple[Path, Path]:
@@ -125,22 +136,60 @@ def child(mode: str, paths: list[Path], *arguments: str | Path | int) -> list[st
     ]
 
 
-def cold_start(paths: list[Path], module: str, environment: dict[str, str]) -> Run:
-    """Time one fresh process from spawn to exit, and read its peak RSS."""
-    command = child("cold", paths, module, EVENT)
-    start = time.perf_counter()
+def cold_start(paths: list[Path], module: str, environment: dict[str, str], stamps: Path) -> Run:
+    """Time one fresh process from spawn to the handler's return and to exit; its peak RSS.
+
+    The child writes the monotonic clock (system-wide on Linux, so comparable with this
+    process's) when its import was done and when the handler returned.
+    """
+    command = child("cold", paths, module, EVENT, stamps)
+    stamps.unlink(missing_ok=True)
+    spawned = time.monotonic_ns()
     # Log lines are written as on Lambda, then dropped; errors are kept for the report.
     process = subprocess.Popen(
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     _, status, usage = os.wait4(process.pid, 0)
-    elapsed_ms = (time.perf_counter() - start) * 1000
+    exited = time.monotonic_ns()
     assert process.stderr is not None
     errors = process.stderr.read().decode(errors="replace")
     process.stderr.close()
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"cold start of {module} failed:\n{errors}")
-    return Run(elapsed_ms, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    imported, returned, cpu = (int(stamp) for stamp in stamps.read_text().split())
+    return Run(
+        imported_ms=(imported - spawned) / 1e6,
+        response_ms=(returned - spawned) / 1e6,
+        exit_ms=(exited - spawned) / 1e6,
+        cpu_ms=cpu / 1e6,
+        rss_mb=usage.ru_maxrss / 1024,  # ru_maxrss is in KiB on Linux
+    )
+
+
+def cold_starts(
+    variants: dict[str, tuple[list[Path], str]], environment: dict[str, str], scratch: Path
+) -> dict[str, list[Run]]:
+    """`COLD_RUNS` rounds, each starting every variant once, in an order rotated per round.
+
+    Interleaved, drift on this shared machine hits every variant alike; rotated, none always
+    runs first (or right after the same neighbour). Round i of each variant forms a pair.
+    """
+    names = list(variants)
+    runs: dict[str, list[Run]] = {name: [] for name in names}
+    for round_number in range(COLD_RUNS):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            paths, module = variants[name]
+            runs[name].append(cold_start(paths, module, environment, scratch / "stamps"))
+    return runs
+
+
+def paired_ratio(runs: list[Run], baseline: list[Run], measure: str) -> float:
+    """The median over rounds of one variant's figure over the baseline's in the same round."""
+    return statistics.median(
+        float(getattr(run, measure)) / float(getattr(base, measure))
+        for run, base in zip(runs, baseline, strict=True)
+    )
 
 
 def warm_latency(lean: Path, environment: dict[str, str]) -> dict[str, list[float]]:
@@ -249,48 +298,63 @@ def main() -> None:
     if not DEPLOYED_ARTIFACT.is_dir():
         raise SystemExit("No .aws-sam/build/ChatFunction: run `make build` first.")
     lean, bare = build_host_artifacts()
-    with fake_openai() as base_url, tempfile.TemporaryDirectory() as store:
-        environment = lambda_environment(base_url, Path(store))
+    with fake_openai() as base_url, tempfile.TemporaryDirectory() as scratch:
+        environment = lambda_environment(base_url, Path(scratch))
         variants = {
             "floor": ([lean, BENCH], "floor_handler"),
             "lean": ([lean], "chat_api.handler"),
             "no_bytecode": ([bare], "chat_api.handler"),
         }
-        runs: dict[str, list[Run]] = {name: [] for name in variants}
-        for _ in range(COLD_RUNS):  # interleaved, so drift hits every variant alike
-            for name, (paths, module) in variants.items():
-                runs[name].append(cold_start(paths, module, environment))
+        runs = cold_starts(variants, environment, Path(scratch))
         warm = warm_latency(lean, environment)
         api_rps, minimal_rps = throughput(environment)
     unzipped_mb, zipped_mb = artifact_sizes(DEPLOYED_ARTIFACT)
 
-    cold = {name: statistics.median(run.ms for run in result) for name, result in runs.items()}
+    def cold(name: str, measure: str) -> float:
+        return statistics.median(float(getattr(run, measure)) for run in runs[name])
+
+    def cold_ratio(name: str, measure: str) -> float:
+        return paired_ratio(runs[name], runs["floor"], measure)
+
     rss = {name: max(run.rss_mb for run in result) for name, result in runs.items()}
     warm_median = {name: statistics.median(values) for name, values in warm.items()}
     warm_p99 = {name: p99(values) for name, values in warm.items()}
-    cold_ratio = cold["lean"] / cold["floor"]
+    response_ratio = cold_ratio("lean", "response_ms")
     warm_ratio = warm_median["handler"] / warm_median["client"]
     session_ratio = warm_median["session"] / warm_median["client"]
     rps_ratio = api_rps / minimal_rps
+
+    def cold_row(label: str, name: str, measure: str, target: str = "") -> None:
+        print(
+            f"| {label} | {cold(name, measure):.0f} | floor {cold('floor', measure):.0f} "
+            f"| {cold_ratio(name, measure):.2f}x | {target} |"
+        )
 
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
     print()
     print("| Measure | Chat API | Baseline | Ratio | Target |")
     print("| --- | ---: | ---: | ---: | --- |")
-    print(
-        f"| Cold start, median of {COLD_RUNS} fresh processes (ms) | {cold['lean']:.0f} "
-        f"| floor {cold['floor']:.0f} | {cold_ratio:.2f}x "
-        f"| <= {COLD_TARGET}x: {verdict(cold_ratio <= COLD_TARGET)} |"
+    cold_row(
+        f"Cold start, spawn to the handler's response, median of {COLD_RUNS} fresh processes (ms)",
+        "lean",
+        "response_ms",
+        f"<= {COLD_TARGET}x: {verdict(response_ratio <= COLD_TARGET)}",
     )
-    print(
-        f"| Cold start, default build: no .pyc (ms) | {cold['no_bytecode']:.0f} "
-        f"| floor {cold['floor']:.0f} | {cold['no_bytecode'] / cold['floor']:.2f}x "
-        f"| lean build is {cold['no_bytecode'] / cold['lean']:.2f}x faster |"
+    cold_row("of which the import (ms)", "lean", "imported_ms")
+    cold_row("of which the first invocation (ms)", "lean", "invocation_ms")
+    cold_row("Cold start, CPU time to the handler's response (ms)", "lean", "cpu_ms")
+    cold_row("Cold start, spawn to exit: with the unbilled teardown (ms)", "lean", "exit_ms")
+    cold_row(
+        "Cold start, default build: no .pyc, spawn to response (ms)",
+        "no_bytecode",
+        "response_ms",
+        f"lean build is {cold('no_bytecode', 'response_ms') / cold('lean', 'response_ms'):.2f}x "
+        "faster",
     )
     print(
         f"| Peak RSS of the cold-start process (MB) | {rss['lean']:.0f} "
         f"| floor {rss['floor']:.0f} | {rss['lean'] / rss['floor']:.2f}x "
-        f"| fits {RSS_TARGET_MB} MB: {verdict(rss['lean'] < RSS_TARGET_MB)} |"
+        f"| <= {RSS_TARGET_MB} MB: {verdict(rss['lean'] <= RSS_TARGET_MB)} |"
     )
     print(
         f"| Warm `/chat` with client-sent history (stateless: stores nothing), median of "
@@ -306,7 +370,8 @@ def main() -> None:
     print(
         f"| Warm `/chat` continuing a session (loads it, stores the turn), median (ms) "
         f"| {warm_median['session']:.2f} | client alone {warm_median['client']:.2f} "
-        f"| {session_ratio:.2f}x | |"
+        f"| {session_ratio:.2f}x "
+        f"| <= {SESSION_TARGET}x: {verdict(session_ratio <= SESSION_TARGET)} |"
     )
     print(
         f"| Warm `/chat` continuing a session, p99 (ms) | {warm_p99['session']:.2f} "

@@ -35,6 +35,29 @@ RUNTIME_VERSION = (3, 13)
 # pydantic's plugins), and it carries the licenses.
 PRUNED_DIRECTORIES = {"__pycache__", "tests", "_tests"}
 PRUNED_SUFFIXES = {".pyi"}
+# Powertools' utilities but jmespath_utils, which its Logger imports.
+POWERTOOLS_UNUSED_UTILITIES = [
+    *("auth_alpha", "batch", "circuit_breaker", "data_classes", "data_masking", "kafka"),
+    *("feature_flags", "idempotency", "metadata", "parameters", "parser", "serialization"),
+    *("streaming", "typing", "validation"),
+]
+# Modules of the dependencies that nothing the function runs imports, as `import` names them.
+# tests/test_import_audit.py serves every route from an artifact built without them, and
+# checks that no module it loads imports one, but where named there (and why).
+UNUSED_MODULES = [
+    # FastAPI looks for it to refuse pydantic v1 models, and takes its absence for "none".
+    "pydantic.v1",
+    # The app uses Powertools' Logger and Metrics only: not its event handler (FastAPI is the
+    # app), nor the middleware factory and utilities for other features.
+    "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.middleware_factory",
+    *(f"aws_lambda_powertools.utilities.{name}" for name in POWERTOOLS_UNUSED_UTILITIES),
+    # The OpenAI SDK's beta APIs (assistants, threads, agents, ChatKit): only the client's
+    # `beta` property imports them, and the app calls `chat.completions` alone.
+    "openai.resources.beta",
+    "openai.types.beta",
+    "openai.lib.beta",
+]
 
 
 def pip_install_command(target: Path, platform: str) -> list[str]:
@@ -85,6 +108,11 @@ def copy_app(target: Path) -> None:
 def prune(target: Path) -> None:
     """Remove what the function never imports."""
     shutil.rmtree(target / "bin", ignore_errors=True)
+    for module in UNUSED_MODULES:
+        path = target.joinpath(*module.split("."))
+        if path.is_dir():  # a package
+            shutil.rmtree(path)
+        path.with_suffix(".py").unlink(missing_ok=True)  # a module
     for path in sorted(target.rglob("*"), reverse=True):
         if path.is_dir() and path.name in PRUNED_DIRECTORIES:
             shutil.rmtree(path)
