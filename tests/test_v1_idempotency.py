@@ -407,6 +407,34 @@ def test_the_sdk_gets_tool_calls_and_every_choice_of_a_replayed_stream(
 
 
 @pytest.mark.parametrize(("path", "body"), ROUTES)
+def test_key_is_freed_when_the_streamed_request_is_refused(
+    api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object]
+) -> None:
+    refused = post(api, path, {**body, "stream": True, "model": "not-allowed"})
+    allowed = post(api, path, {**body, "stream": True})
+
+    assert refused.status_code == 400
+    assert streamed_text(allowed) == "Echo: Hello"
+    assert len(fake_openai.requests) == 1
+
+
+def test_a_response_stream_that_ends_with_an_error_event_keeps_nothing(
+    api: TestClient, fake_openai: FakeOpenAI
+) -> None:
+    error = {"type": "error", "code": "server_error", "message": "boom", "sequence_number": 0}
+    fake_openai.enqueue(Reply(stream=[error]))
+    streamed = {**RESPONSE, "stream": True}
+
+    failed = post(api, "/v1/responses", streamed)
+    retried = post(api, "/v1/responses", streamed)
+
+    assert [event.event for event in events_of(failed)] == ["error"]
+    assert streamed_text(retried) == "Echo: Hello"
+    assert "idempotent-replayed" not in retried.headers
+    assert len(fake_openai.requests) == 2
+
+
+@pytest.mark.parametrize(("path", "body"), ROUTES)
 def test_repeat_while_the_first_stream_is_running_is_409(
     api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object]
 ) -> None:
