@@ -14,15 +14,18 @@ from chat_api.compat_schemas import ChatCompletionRequest, ModelList
 from chat_api.deps import BudgetDep, IdempotentDep, SettingsDep, UpstreamDep, get_caller
 from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
-from chat_api.routes.chat import IdempotencyKeyHeader, json_answer
+from chat_api.routes.chat import REPLAYED_HEADER, IdempotencyKeyHeader, json_answer
 from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services import completions as services
 from chat_api.services.completions import create_completion, list_models, open_completion_stream
-from chat_api.services.idempotency import refuse_streamed
+from chat_api.services.idempotency import Answered
 from chat_api.services.relay import relay_chunks
+from chat_api.services.streamed_answers import CompletionAnswer, replayed_chunks
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable
+
     from openai import AsyncStream
     from openai.types.chat import ChatCompletionChunk
 
@@ -64,7 +67,7 @@ async def chat_completions(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Create a chat completion, as OpenAI's `POST /v1/chat/completions` does."""
-    refuse_streamed(idempotency_key, request.stream)
+    route = "/v1/chat/completions"
     if not request.stream:
 
         async def answer() -> str:
@@ -72,12 +75,23 @@ async def chat_completions(
             completion = await create_completion(upstream, request, settings, budget)
             return completion.to_json(indent=None)
 
-        return json_answer(
-            await idempotent.run("/v1/chat/completions", idempotency_key, request, answer)
-        )
-    stream, meter = await open_completion_stream(upstream, request, settings, budget)
+        return json_answer(await idempotent.run(route, idempotency_key, request, answer))
+
+    async def open_chunks() -> AsyncGenerator[ChatCompletionChunk]:
+        stream, meter = await open_completion_stream(upstream, request, settings, budget)
+        return _chunks(stream, upstream, meter)
+
     wants_usage = bool(request.stream_options and request.stream_options.include_usage)
-    return sse_response(_chunk_events(stream, upstream, meter, wants_usage), _error_event)
+    chunks = await idempotent.stream(
+        route, idempotency_key, request, open_chunks, CompletionAnswer()
+    )
+    if isinstance(chunks, Answered):
+        replayed = sse_response(
+            _chunk_events(replayed_chunks(chunks.body), wants_usage), _error_event
+        )
+        replayed.headers[REPLAYED_HEADER] = "true"
+        return replayed
+    return sse_response(_chunk_events(chunks, wants_usage), _error_event)
 
 
 @router.get(
@@ -96,15 +110,22 @@ async def retrieve_model(model: str, settings: SettingsDep) -> Model:
     return services.retrieve_model(model, settings)
 
 
-async def _chunk_events(
-    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream, meter: Meter, wants_usage: bool
-) -> AsyncGenerator[str]:
+async def _chunks(
+    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream, meter: Meter
+) -> AsyncGenerator[ChatCompletionChunk]:
     async with meter:
         async for chunk in relay_chunks(stream, upstream, meter):
-            # The service always asks for the usage chunk; the client sees it only if it did.
-            if chunk.usage is not None and not chunk.choices and not wants_usage:
-                continue
-            yield sse_event(chunk.to_json(indent=None))
+            yield chunk
+
+
+async def _chunk_events(
+    chunks: AsyncIterable[ChatCompletionChunk], wants_usage: bool
+) -> AsyncGenerator[str]:
+    async for chunk in chunks:
+        # The service always asks for the usage chunk; the client sees it only if it did.
+        if chunk.usage is not None and not chunk.choices and not wants_usage:
+            continue
+        yield sse_event(chunk.to_json(indent=None))
     yield sse_event("[DONE]")
 
 

@@ -14,9 +14,10 @@ from chat_api.compat_schemas import ResponseCreateRequest
 from chat_api.deps import IdempotentDep, ResponsesDep, get_caller
 from chat_api.errors import error_responses
 from chat_api.exceptions import ServiceError
-from chat_api.routes.chat import IdempotencyKeyHeader, json_answer
+from chat_api.routes.chat import REPLAYED_HEADER, IdempotencyKeyHeader, json_answer
 from chat_api.schemas import OpenAIErrorResponse
-from chat_api.services.idempotency import refuse_streamed
+from chat_api.services.idempotency import Answered
+from chat_api.services.streamed_answers import ResponseAnswer, replayed_events
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
 router = APIRouter(
@@ -59,7 +60,6 @@ async def create_response(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Create a model response, as OpenAI's `POST /v1/responses` does."""
-    refuse_streamed(idempotency_key, request.stream)
     if not request.stream:
 
         async def answer() -> str:
@@ -67,8 +67,18 @@ async def create_response(
             return (await responses.create(request)).to_json(indent=None, warnings=False)
 
         return json_answer(await idempotent.run("/v1/responses", idempotency_key, request, answer))
-    events = await responses.open_stream(request)
+
+    async def open_events() -> AsyncGenerator[ResponseStreamEvent]:
+        return await responses.open_stream(request)
+
+    events = await idempotent.stream(
+        "/v1/responses", idempotency_key, request, open_events, ResponseAnswer()
+    )
     tracker = _Sequence()
+    if isinstance(events, Answered):
+        replayed = sse_response(_events(replayed_events(events.body), tracker), tracker.error_event)
+        replayed.headers[REPLAYED_HEADER] = "true"
+        return replayed
     return sse_response(_events(events, tracker), tracker.error_event)
 
 

@@ -9,23 +9,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
 from chat_api.exceptions import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
-    InvalidRequest,
     StoreUnavailable,
 )
 from chat_api.schemas import ChatResponse
 from chat_api.store.base import ClaimedResponse, IdempotencyClaim, IdempotencyRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
     from pydantic import BaseModel
 
@@ -62,18 +61,14 @@ def replay(record: IdempotencyRecord, claim: IdempotencyClaim) -> ChatResponse:
     return ChatResponse.model_validate_json(stored_answer(record, claim))
 
 
-def refuse_streamed(key: str | None, stream: bool | None) -> None:
-    """400 for a key on a streamed `/v1` request.
+class Accumulator[T](Protocol):
+    """Builds a streamed answer's JSON from its items, to be stored for a replay."""
 
-    Its events are relayed as OpenAI sends them and never held whole, so there would be
-    nothing to replay: refused rather than quietly run twice.
-    """
-    if key is not None and stream:
-        raise InvalidRequest(
-            'An Idempotency-Key is not supported with "stream": true on /v1: '
-            "send the request without streaming, or without the key.",
-            param="stream",
-        )
+    def add(self, item: T) -> None:
+        """Take in one item as it is relayed."""
+
+    def answer(self) -> str | None:
+        """The whole answer as JSON once the stream has ended; None if it told of a failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +108,54 @@ class Idempotent:
         except BaseException:
             await release(self.store, claim)
             raise
+        await self._complete(claim, body)
+        return Answered(body)
+
+    async def stream[T](
+        self,
+        route: str,
+        key: str | None,
+        request: BaseModel,
+        open_stream: Callable[[], Awaitable[AsyncGenerator[T]]],
+        accumulator: Accumulator[T],
+    ) -> Answered | AsyncGenerator[T]:
+        """As `run`, streamed: the items relayed, their answer stored when the stream ends.
+
+        A repeat gets the stored JSON (`Answered`), for the route to tell as a stream again.
+        """
+        if key is None:
+            return await open_stream()
+        claim = new_claim(self.caller, key, request, self.clock(), route)
+        held = await asyncio.to_thread(self.store.claim, claim)
+        if held is not None:
+            return Answered(stored_answer(held, claim), replayed=True)
+        try:
+            items = await open_stream()
+        except BaseException:
+            await release(self.store, claim)
+            raise
+        return self._kept(claim, items, accumulator)
+
+    async def _kept[T](
+        self, claim: IdempotencyClaim, items: AsyncGenerator[T], accumulator: Accumulator[T]
+    ) -> AsyncGenerator[T]:
+        try:
+            async with aclosing(items):
+                async for item in items:
+                    accumulator.add(item)
+                    yield item
+            body = accumulator.answer()
+        # A failure midway, or a client that hangs up (GeneratorExit, CancelledError): nothing
+        # is kept, and the key is freed so that the retry runs.
+        except BaseException:
+            await release(self.store, claim)
+            raise
+        if body is None:
+            await release(self.store, claim)
+        else:
+            await self._complete(claim, body)
+
+    async def _complete(self, claim: IdempotencyClaim, body: str) -> None:
         try:
             # Shielded: the answer is paid for, so it is kept even if the client has left.
             with anyio.CancelScope(shield=True):
@@ -122,7 +165,6 @@ class Idempotent:
             # lease ran out): the client still gets what it paid for, and the key is free,
             # rather than an error whose retry would pay again.
             await release(self.store, claim)
-        return Answered(body)
 
 
 async def release(store: SessionStore, claim: IdempotencyClaim) -> None:

@@ -39,7 +39,7 @@ from chat_api.store.base import OwnedResponse
 from chat_api.store.rules import RESPONSE_OWNERSHIP_SECONDS, owns_response
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncGenerator, Callable
 
     from openai import AsyncOpenAI, AsyncStream
     from openai.types.responses import ResponseStreamEvent, ResponseUsage
@@ -128,7 +128,7 @@ class Responses:
 
     async def open_stream(
         self, request: ResponseCreateRequest
-    ) -> AsyncIterator[ResponseStreamEvent]:
+    ) -> AsyncGenerator[ResponseStreamEvent]:
         """Start a streamed response: failures before the first byte raise here, as usual."""
         params = self.params(request)
 
@@ -147,7 +147,7 @@ class Responses:
 
     async def _relay(
         self, stream: AsyncStream[ResponseStreamEvent], params: dict[str, Any], meter: Meter
-    ) -> AsyncIterator[ResponseStreamEvent]:
+    ) -> AsyncGenerator[ResponseStreamEvent]:
         """OpenAI's events as sent, each within the attempt timeout and the deadline.
 
         The meter settles at the usage of the last response event (else its reservation).
