@@ -54,6 +54,15 @@ def rest_event(method: str, path: str, body: Any = None) -> dict[str, Any]:
     return event
 
 
+def _with_headers(event: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    event["headers"] = {**event["headers"], **headers}
+    event["multiValueHeaders"] = {
+        **event.get("multiValueHeaders", {}),
+        **{name: [value] for name, value in headers.items()},
+    }
+    return event
+
+
 # Every route, the error paths and each event kind, in order, with the status each must get.
 REQUESTS = [
     ("OpenAI's 429 (enqueued)", rest_event("POST", "/chat", {"message": "rate me"}), 429),
@@ -104,6 +113,11 @@ REQUESTS = [
         rest_event(
             "POST", "/v1/responses", {"model": "gpt-4o-mini", "input": "hi", "stream": True}
         ),
+        200,
+    ),
+    (
+        "v1 chat completions, streamed with an Idempotency-Key",
+        _with_headers(load_event("chat-completions-stream.json"), {"Idempotency-Key": "audit-1"}),
         200,
     ),
     ("usage", rest_event("GET", "/usage"), 200),
