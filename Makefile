@@ -127,5 +127,6 @@ lint-workflows: install  ## actionlint (with shellcheck) on .github/workflows
 screenshots: install chromium  ## The README's screenshots of the chat page (docs/page-*.png)
 	PYTHONPATH=functions $(BIN)/python -m scripts.page_screenshots
 
-bench: build install  ## Benchmarks (cold start, warm, memory, throughput, size): prints bench/README.md's table
+bench: build install  ## Benchmarks (cold start, warm, memory, throughput, size, streaming mode): prints bench/README.md's table
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.streaming

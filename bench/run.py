@@ -307,6 +307,8 @@ def main() -> None:
         }
         runs = cold_starts(variants, environment, Path(scratch))
         warm = warm_latency(lean, environment)
+        # The same calls with a token budget: each /chat reserves, then settles (SQLite here).
+        budgeted = warm_latency(lean, {**environment, "TOKEN_BUDGET": "1000000000000"})
         api_rps, minimal_rps = throughput(environment)
     unzipped_mb, zipped_mb = artifact_sizes(DEPLOYED_ARTIFACT)
 
@@ -377,6 +379,12 @@ def main() -> None:
         f"| Warm `/chat` continuing a session, p99 (ms) | {warm_p99['session']:.2f} "
         f"| client alone {warm_p99['client']:.2f} "
         f"| {warm_p99['session'] / warm_p99['client']:.2f}x | |"
+    )
+    budget_median = statistics.median(budgeted["handler"])
+    print(
+        f"| Warm stateless `/chat` with a token budget (reserve and settle: two SQLite "
+        f"writes), median (ms) | {budget_median:.2f} | stateless without a budget "
+        f"{warm_median['handler']:.2f} | {budget_median / warm_median['handler']:.2f}x | |"
     )
     print(
         f"| A turn's write alone: `SQLiteSessionStore.append` of a new session, median "
