@@ -38,25 +38,8 @@ async def relay_chunks(
     """
     log = upstream.log
     finished = False
-    chunks = aiter(stream)
     async with stream:
-        while True:
-            timeout = upstream.chunk_timeout()
-            try:
-                async with asyncio.timeout(max(timeout, 0)):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                break
-            except TimeoutError as exc:
-                if upstream.deadline.remaining() < MIN_ATTEMPT_SECONDS:
-                    raise DeadlineExceeded(NOT_FINISHED) from exc
-                raise UpstreamBrokeOff from exc
-            except json.JSONDecodeError as exc:
-                raise UpstreamInvalidResponse("OpenAI sent a malformed stream chunk.") from exc
-            except (openai.APIConnectionError, httpx2.TransportError) as exc:
-                raise UpstreamBrokeOff from exc
-            except openai.OpenAIError as exc:
-                raise upstream_failure(exc) from exc
+        async for chunk in guarded_events(stream, upstream):
             finished = finished or any(choice.finish_reason for choice in chunk.choices)
             log.model = chunk.model or log.model
             log.usage = to_usage(chunk.usage) or log.usage
@@ -66,6 +49,32 @@ async def relay_chunks(
     if not finished:
         # A clean close before the last chunk: the answer is cut short, say so.
         raise UpstreamInvalidResponse("OpenAI's stream ended before the answer finished.")
+
+
+async def guarded_events[T](stream: AsyncStream[T], upstream: Upstream) -> AsyncIterator[T]:
+    """An OpenAI stream's events, each within the attempt timeout and the request's deadline.
+
+    The one place a stream's failures become `ServiceError`s: the deadline passing, OpenAI
+    going silent or breaking off, a malformed event. Nothing is retried once it has started.
+    """
+    events = aiter(stream)
+    while True:
+        try:
+            async with asyncio.timeout(max(upstream.chunk_timeout(), 0)):
+                event = await anext(events)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            if upstream.deadline.remaining() < MIN_ATTEMPT_SECONDS:
+                raise DeadlineExceeded(NOT_FINISHED) from exc
+            raise UpstreamBrokeOff from exc
+        except json.JSONDecodeError as exc:
+            raise UpstreamInvalidResponse("OpenAI sent a malformed stream event.") from exc
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+            raise UpstreamBrokeOff from exc
+        except openai.OpenAIError as exc:
+            raise upstream_failure(exc) from exc
+        yield event
 
 
 def to_usage(usage: CompletionUsage | None) -> Usage | None:

@@ -8,19 +8,14 @@ unknown id, without calling OpenAI.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import TYPE_CHECKING, Any, cast
 
-import httpx2
 import openai
 from openai.types.responses import Response, ResponseItemList
 
 from chat_api.exceptions import (
-    DeadlineExceeded,
     InvalidRequest,
     NotFound,
-    UpstreamBrokeOff,
     UpstreamInvalidResponse,
 )
 from chat_api.schemas import Usage
@@ -33,8 +28,7 @@ from chat_api.services.guards import (
     check_token_cap,
     not_allowed,
 )
-from chat_api.services.relay import NOT_FINISHED
-from chat_api.services.upstream import MIN_ATTEMPT_SECONDS, upstream_failure
+from chat_api.services.relay import guarded_events
 from chat_api.store.base import OwnedResponse
 from chat_api.store.rules import RESPONSE_OWNERSHIP_SECONDS, owns_response
 
@@ -152,27 +146,10 @@ class Responses:
 
         The meter settles at the usage of the last response event (else its reservation).
         """
-        upstream = self._upstream
         finished = False
         owned = False
-        events = aiter(stream)
         async with meter, stream:
-            while True:
-                try:
-                    async with asyncio.timeout(max(upstream.chunk_timeout(), 0)):
-                        event = await anext(events)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    if upstream.deadline.remaining() < MIN_ATTEMPT_SECONDS:
-                        raise DeadlineExceeded(NOT_FINISHED) from exc
-                    raise UpstreamBrokeOff from exc
-                except json.JSONDecodeError as exc:
-                    raise UpstreamInvalidResponse("OpenAI sent a malformed event.") from exc
-                except (openai.APIConnectionError, httpx2.TransportError) as exc:
-                    raise UpstreamBrokeOff from exc
-                except openai.OpenAIError as exc:
-                    raise upstream_failure(exc) from exc
+            async for event in guarded_events(stream, self._upstream):
                 response = getattr(event, "response", None)
                 if isinstance(response, Response):
                     if not owned:
