@@ -21,6 +21,13 @@ MAX_TOOLS = 128
 MAX_STOP_SEQUENCES = 4
 
 
+def refuse_null(value: object) -> object:
+    """Left out, a parameter takes OpenAI's default; OpenAI refuses an explicit null for some."""
+    if value is None:
+        raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
+    return value
+
+
 class ChatMessage(BaseModel):
     """One message; its fields beyond `role` and `content` pass through to OpenAI unchanged."""
 
@@ -114,10 +121,7 @@ class ChatCompletionRequest(BaseModel):
     )
     @classmethod
     def _not_null(cls, value: object) -> object:
-        # Left out, these take OpenAI's defaults; OpenAI refuses an explicit null for them.
-        if value is None:
-            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
-        return value
+        return refuse_null(value)
 
     @field_validator("stream_options")
     @classmethod
@@ -162,9 +166,7 @@ class EmbeddingRequest(BaseModel):
     @field_validator("input", "model", "user", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
-        return value
+        return refuse_null(value)
 
 
 class ResponseCreateRequest(BaseModel):
@@ -229,6 +231,4 @@ class ResponseCreateRequest(BaseModel):
     )
     @classmethod
     def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
-        return value
+        return refuse_null(value)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 
 from chat_api.caller import Caller, identify_caller
 from chat_api.clients import (
@@ -21,8 +21,10 @@ from chat_api.clients import (
     get_session_store,
 )
 from chat_api.config import Settings, get_settings
+from chat_api.errors import error_responses
 from chat_api.keys import KeySource
 from chat_api.request_log import STATE_KEY, RequestLog
+from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services.budget import Budget
 from chat_api.services.chat import ChatTurn
 from chat_api.services.idempotency import Idempotent
@@ -177,3 +179,16 @@ async def get_idempotent(store: StoreDep, caller: CallerDep, clock: ClockDep) ->
 
 
 IdempotentDep = Annotated[Idempotent, Depends(get_idempotent)]
+
+
+def openai_compatible_router(prefix: str = "/v1", *statuses: int) -> APIRouter:
+    """A router of OpenAI's API: the caller checked first, errors in OpenAI's shape."""
+    return APIRouter(
+        prefix=prefix,
+        tags=["openai-compatible"],
+        dependencies=[Depends(get_caller)],
+        responses={
+            "default": {"model": OpenAIErrorResponse, "description": "Any error"},
+            **error_responses(*(statuses or (404, 405)), openai_shape=True),
+        },
+    )

@@ -6,16 +6,21 @@ import json
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Response
 from openai.types import Model
 from openai.types.chat import ChatCompletion
 
 from chat_api.compat_schemas import ChatCompletionRequest, ModelList
-from chat_api.deps import BudgetDep, IdempotentDep, SettingsDep, UpstreamDep, get_caller
+from chat_api.deps import (
+    BudgetDep,
+    IdempotentDep,
+    SettingsDep,
+    UpstreamDep,
+    openai_compatible_router,
+)
 from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
 from chat_api.routes.chat import REPLAYED_HEADER, IdempotencyKeyHeader, json_answer
-from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services import completions as services
 from chat_api.services.completions import create_completion, list_models, open_completion_stream
 from chat_api.services.idempotency import Answered
@@ -32,15 +37,7 @@ if TYPE_CHECKING:
     from chat_api.services.budget import Meter
     from chat_api.services.upstream import Upstream
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["openai-compatible"],
-    dependencies=[Depends(get_caller)],
-    responses={
-        "default": {"model": OpenAIErrorResponse, "description": "Any error"},
-        **error_responses(404, 405, openai_shape=True),
-    },
-)
+router = openai_compatible_router()
 
 STREAM_DESCRIPTION = (
     'With `"stream": true`: `data: {chat.completion.chunk}` events as OpenAI sends them, then '

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import Response
 from openai.types import CreateEmbeddingResponse
 
 from chat_api.compat_schemas import EmbeddingRequest
-from chat_api.deps import BudgetDep, SettingsDep, UpstreamDep, get_caller
+from chat_api.deps import BudgetDep, SettingsDep, UpstreamDep, openai_compatible_router
 from chat_api.errors import error_responses
-from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services.embeddings import create_embeddings
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["openai-compatible"],
-    dependencies=[Depends(get_caller)],
-    responses={
-        "default": {"model": OpenAIErrorResponse, "description": "Any error"},
-        **error_responses(404, 405, openai_shape=True),
-    },
-)
+router = openai_compatible_router()
 
 
 @router.post(

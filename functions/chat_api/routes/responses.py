@@ -6,29 +6,20 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import Path, Query, Response
 from openai.types.responses import Response as OpenAIResponse
 from openai.types.responses import ResponseItemList, ResponseStreamEvent
 
 from chat_api.compat_schemas import ResponseCreateRequest
-from chat_api.deps import IdempotentDep, ResponsesDep, get_caller
+from chat_api.deps import IdempotentDep, ResponsesDep, openai_compatible_router
 from chat_api.errors import error_responses
 from chat_api.exceptions import ServiceError
 from chat_api.routes.chat import REPLAYED_HEADER, IdempotencyKeyHeader, json_answer
-from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services.idempotency import Answered
 from chat_api.services.streamed_answers import ResponseAnswer, replayed_events
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
-router = APIRouter(
-    prefix="/v1/responses",
-    tags=["openai-compatible"],
-    dependencies=[Depends(get_caller)],
-    responses={
-        "default": {"model": OpenAIErrorResponse, "description": "Any error"},
-        **error_responses(401, 404, 405, 429, 502, 503, 504, openai_shape=True),
-    },
-)
+router = openai_compatible_router("/v1/responses", 401, 404, 405, 429, 502, 503, 504)
 
 STREAM_DESCRIPTION = (
     'With `"stream": true`: OpenAI\'s events (`response.created` ... `response.completed`) as '
