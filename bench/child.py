@@ -8,6 +8,8 @@ bytecode (/var/task is read-only).
   the file STAMPS the monotonic clock (ns) when the import was done and when the handler
   returned, and the process's CPU time (ns) then: Lambda bills init and the invocation up to
   that return, not the interpreter's teardown, which the parent times apart (spawn to exit).
+- `count PATHS MODULE EVENT`: the same without the stamps, ending the process as soon as the
+  handler returns, for valgrind to count the instructions up to there.
 - `warm PATHS EVENT COUNT`: COUNT rounds of: `/chat` through the chat API's handler with
   client-sent history (stateless: nothing stored), `/chat` continuing one session by its id,
   the same call made with the `openai` client alone, and a turn's write to the session store
@@ -70,6 +72,20 @@ def cold(module_name: str, event_path: str, stamps_path: str) -> None:
     cpu = time.process_time_ns()
     with open(stamps_path, "w") as stamps:
         stamps.write(f"{imported} {returned} {cpu}")
+    check(module_name, response)
+
+
+def cold_counted(module_name: str, event_path: str) -> None:
+    """Import the handler, serve one event, and end right there (valgrind counts up to it)."""
+    handler = __import__(module_name, fromlist=["handler"]).handler
+    check(module_name, handler(load_event(event_path), Context()))
+    import os  # the handler imported it already
+
+    sys.stdout.flush()
+    os._exit(0)  # no teardown: Lambda does not bill it
+
+
+def check(module_name: str, response: dict[str, Any]) -> None:
     if response["statusCode"] != 200:
         raise SystemExit(f"{module_name}: HTTP {response['statusCode']}: {response['body']}")
 
@@ -153,6 +169,8 @@ def main(mode: str, paths: str, *arguments: str) -> None:
     sys.path[:0] = paths.split(":")  # os.pathsep on Linux, without importing os
     if mode == "cold":
         cold(*arguments)
+    elif mode == "count":
+        cold_counted(*arguments)
     else:
         import json
 
