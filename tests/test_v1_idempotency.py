@@ -515,7 +515,7 @@ def test_a_cancelled_request_frees_its_key(store: SessionStore, clock: Clock) ->
         async def answers() -> str:
             return '{"answer": 1}'
 
-        return (await idempotent.run("/v1/responses", "retry-1", request, answers)).body
+        return (await idempotent.run("/v1/responses", "retry-1", request, answers)).answer
 
     assert asyncio.run(cancelled_then_retried()) == '{"answer": 1}'
 

@@ -12,7 +12,6 @@ from chat_api.deps import CallerDep, ChatTurnDep, get_caller
 from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, IdempotencyKey
-from chat_api.services.chat import TurnResult
 from chat_api.services.idempotency import Answered
 from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
 
@@ -56,10 +55,10 @@ async def chat(
         result = await turn.run(request, caller.id, idempotency_key)
         if result.replayed:
             response.headers[REPLAYED_HEADER] = "true"
-        return result.response
+        return result.answer
     streamed = await turn.stream(request, caller.id, idempotency_key)
-    if isinstance(streamed, TurnResult):
-        replayed = sse_response(_replayed_events(streamed.response), _error_event)
+    if isinstance(streamed, Answered):
+        replayed = sse_response(_replayed_events(streamed.answer), _error_event)
         replayed.headers[REPLAYED_HEADER] = "true"
         return replayed
     return sse_response(_chat_events(streamed), _error_event)
@@ -77,9 +76,9 @@ async def _replayed_events(answer: ChatResponse) -> AsyncGenerator[str]:
     yield sse_event(answer.model_dump_json(), event="done")
 
 
-def json_answer(answered: Answered) -> Response:
+def json_answer(answered: Answered[str]) -> Response:
     """A `/v1` JSON answer, with `Idempotent-Replayed: true` when it is a stored one replayed."""
-    response = Response(answered.body, media_type="application/json")
+    response = Response(answered.answer, media_type="application/json")
     if answered.replayed:
         response.headers[REPLAYED_HEADER] = "true"
     return response

@@ -84,7 +84,7 @@ async def chat_completions(
     )
     if isinstance(chunks, Answered):
         replayed = sse_response(
-            _chunk_events(replayed_chunks(chunks.body), wants_usage), _error_event
+            _chunk_events(replayed_chunks(chunks.answer), wants_usage), _error_event
         )
         replayed.headers[REPLAYED_HEADER] = "true"
         return replayed

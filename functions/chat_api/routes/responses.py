@@ -67,7 +67,9 @@ async def create_response(
     )
     tracker = _Sequence()
     if isinstance(events, Answered):
-        replayed = sse_response(_events(replayed_events(events.body), tracker), tracker.error_event)
+        replayed = sse_response(
+            _events(replayed_events(events.answer), tracker), tracker.error_event
+        )
         replayed.headers[REPLAYED_HEADER] = "true"
         return replayed
     return sse_response(_events(events, tracker), tracker.error_event)

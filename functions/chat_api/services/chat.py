@@ -18,7 +18,7 @@ from chat_api.exceptions import (
 )
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, Usage
 from chat_api.services.budget import completion_bound
-from chat_api.services.idempotency import new_claim, replay
+from chat_api.services.idempotency import Answered, new_claim, replay
 from chat_api.services.relay import relay_chunks, to_usage
 from chat_api.services.sessions import new_session_id
 from chat_api.store.base import ClaimedResponse, Message, NewMessages, Session
@@ -34,14 +34,6 @@ if TYPE_CHECKING:
     from chat_api.services.budget import Budget, Meter
     from chat_api.services.upstream import Upstream
     from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, SessionStore
-
-
-@dataclass(frozen=True, slots=True)
-class TurnResult:
-    """The answer, and whether it is a stored one replayed for a repeated Idempotency-Key."""
-
-    response: ChatResponse
-    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,21 +174,21 @@ class ChatTurn:
 
     async def run(
         self, request: ChatRequest, caller: str, idempotency_key: str | None = None
-    ) -> TurnResult:
+    ) -> Answered[ChatResponse]:
         """Answer one message; with an idempotency key, at most once per key and body."""
         streamed = await self.stream(request, caller, idempotency_key)
-        if isinstance(streamed, TurnResult):
+        if isinstance(streamed, Answered):
             return streamed
         async with aclosing(streamed):
             async for item in streamed:
                 last = item
         # The stream ends with the stored answer, or raises.
         assert isinstance(last, ChatResponse)
-        return TurnResult(last)
+        return Answered(last)
 
     async def stream(
         self, request: ChatRequest, caller: str, idempotency_key: str | None = None
-    ) -> TurnResult | AsyncGenerator[ChatDelta | ChatResponse]:
+    ) -> Answered[ChatResponse] | AsyncGenerator[ChatDelta | ChatResponse]:
         """Answer one message piece by piece, the stored answer last (or a replayed answer).
 
         Failures before the stream opens raise here; later ones end the generator.
@@ -207,7 +199,7 @@ class ChatTurn:
             claim = new_claim(caller, idempotency_key, request, now)
             held = await self._claim(request, claim)
             if held is not None:
-                return TurnResult(replay(held, claim), replayed=True)
+                return Answered(replay(held, claim), replayed=True)
         try:
             pending = await self._open_conversation(request, caller, claim, now)
         except BaseException:

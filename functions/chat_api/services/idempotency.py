@@ -72,10 +72,10 @@ class Accumulator[T](Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Answered:
-    """A `/v1` answer as JSON, and whether it is a stored one replayed."""
+class Answered[T]:
+    """An answer (`/chat`'s model, `/v1`'s JSON), and whether it is a stored one replayed."""
 
-    body: str
+    answer: T
     replayed: bool = False
 
 
@@ -93,7 +93,7 @@ class Idempotent:
         key: str | None,
         request: BaseModel,
         answer: Callable[[], Awaitable[str]],
-    ) -> Answered:
+    ) -> Answered[str]:
         """`answer()` once; a repeat gets its stored JSON, another body 422, one meanwhile 409."""
         if key is None:
             return Answered(await answer())
@@ -118,7 +118,7 @@ class Idempotent:
         request: BaseModel,
         open_stream: Callable[[], Awaitable[AsyncGenerator[T]]],
         accumulator: Accumulator[T],
-    ) -> Answered | AsyncGenerator[T]:
+    ) -> Answered[str] | AsyncGenerator[T]:
         """As `run`, streamed: the items relayed, their answer stored when the stream ends.
 
         A repeat gets the stored JSON (`Answered`), for the route to tell as a stream again.
