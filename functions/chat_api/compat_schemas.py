@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from openai.types import Model
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 MAX_MESSAGES = 500
@@ -26,6 +26,10 @@ def refuse_null(value: object) -> object:
     if value is None:
         raise PydanticCustomError("null_not_allowed", "must not be null (leave it out instead)")
     return value
+
+
+# OpenAI's schema types these fields nullable, yet refuses an explicit null in them.
+NotNull = BeforeValidator(refuse_null)
 
 
 class ChatMessage(BaseModel):
@@ -49,6 +53,10 @@ class StreamOptions(BaseModel):
 Penalty = Annotated[float, Field(ge=-2, le=2)]
 ServiceTier = Literal["auto", "default", "flex", "scale", "priority", "fast"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+Tools = Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)]
+ToolChoice = Literal["none", "auto", "required"] | dict[str, Any]
+User = Annotated[str, Field(max_length=256)]
+InputItems = Annotated[list[dict[str, Any]], Field(max_length=MAX_MESSAGES)]
 # OpenAI's metadata: up to 16 pairs, keys up to 64 characters, values up to 512.
 Metadata = Annotated[
     dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
@@ -73,11 +81,11 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
-    user: Annotated[str, Field(max_length=256)] | None = None
-    response_format: dict[str, Any] | None = None
-    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    user: Annotated[User | None, NotNull] = None
+    response_format: Annotated[dict[str, Any] | None, NotNull] = None
+    tools: Annotated[Tools | None, NotNull] = None
+    tool_choice: Annotated[ToolChoice | None, NotNull] = None
+    parallel_tool_calls: Annotated[bool | None, NotNull] = None
     seed: int | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
@@ -88,7 +96,7 @@ class ChatCompletionRequest(BaseModel):
     service_tier: ServiceTier | None = None
     modalities: list[Literal["text", "audio"]] | None = None
     audio: dict[str, Any] | None = None
-    web_search_options: dict[str, Any] | None = None
+    web_search_options: Annotated[dict[str, Any] | None, NotNull] = None
     prediction: dict[str, Any] | None = None
     # Free of extra cost: passed as sent.
     logprobs: bool | None = None
@@ -99,29 +107,13 @@ class ChatCompletionRequest(BaseModel):
     reasoning_effort: ReasoningEffort | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
     prompt_cache_key: Annotated[str, Field(max_length=1024)] | None = None
-    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_options: Annotated[dict[str, Any] | None, NotNull] = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     safety_identifier: Annotated[str, Field(max_length=128)] | None = None
     moderation: dict[str, Any] | None = None
     # Deprecated by OpenAI in favour of `tools` and `tool_choice`, still accepted there.
-    functions: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
-    function_call: Literal["none", "auto"] | dict[str, Any] | None = None
-
-    @field_validator(
-        "function_call",
-        "functions",
-        "parallel_tool_calls",
-        "prompt_cache_options",
-        "response_format",
-        "tool_choice",
-        "tools",
-        "user",
-        "web_search_options",
-        mode="before",
-    )
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        return refuse_null(value)
+    functions: Annotated[Tools | None, NotNull] = None
+    function_call: Annotated[Literal["none", "auto"] | dict[str, Any] | None, NotNull] = None
 
     @field_validator("stream_options")
     @classmethod
@@ -152,21 +144,17 @@ class EmbeddingRequest(BaseModel):
         json_schema_extra={"examples": [{"model": "text-embedding-3-small", "input": "Hi"}]},
     )
 
-    input: (
+    input: Annotated[
         EmbeddingText
         | Annotated[list[EmbeddingText], Field(min_length=1)]
         | TokenIds
-        | Annotated[list[TokenIds], Field(min_length=1)]
-    )
-    model: str = Field(min_length=1)
+        | Annotated[list[TokenIds], Field(min_length=1)],
+        NotNull,
+    ]
+    model: Annotated[str, NotNull] = Field(min_length=1)
     dimensions: Annotated[int, Field(ge=1, le=3072)] | None = None
     encoding_format: Literal["float", "base64"] | None = None
-    user: Annotated[str, Field(max_length=256)] | None = None
-
-    @field_validator("input", "model", "user", mode="before")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        return refuse_null(value)
+    user: Annotated[User | None, NotNull] = None
 
 
 class ResponseCreateRequest(BaseModel):
@@ -182,7 +170,7 @@ class ResponseCreateRequest(BaseModel):
     )
 
     model: str = Field(min_length=1)
-    input: str | Annotated[list[dict[str, Any]], Field(max_length=MAX_MESSAGES)] | None = None
+    input: Annotated[str | InputItems | None, NotNull] = None
     instructions: str | None = None
     max_output_tokens: Annotated[int, Field(ge=16)] | None = None
     max_tool_calls: Annotated[int, Field(ge=1)] | None = None
@@ -196,39 +184,23 @@ class ResponseCreateRequest(BaseModel):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     truncation: Literal["auto", "disabled"] | None = None
-    text: dict[str, Any] | None = None
+    text: Annotated[dict[str, Any] | None, NotNull] = None
     reasoning: dict[str, Any] | None = None
-    tools: Annotated[list[dict[str, Any]], Field(max_length=MAX_TOOLS)] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tools: Annotated[Tools | None, NotNull] = None
+    tool_choice: Annotated[ToolChoice | None, NotNull] = None
     include: list[str] | None = None
     service_tier: ServiceTier | None = None
     safety_identifier: Annotated[str, Field(max_length=128)] | None = None
     prompt_cache_key: Annotated[str, Field(max_length=1024)] | None = None
-    prompt_cache_options: dict[str, Any] | None = None
+    prompt_cache_options: Annotated[dict[str, Any] | None, NotNull] = None
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
-    user: Annotated[str, Field(max_length=256)] | None = None
+    user: Annotated[User | None, NotNull] = None
     moderation: dict[str, Any] | None = None
     context_management: list[dict[str, Any]] | None = None
-    image: dict[str, Any] | None = None
-    access_programs: dict[str, Any] | None = None
+    image: Annotated[dict[str, Any] | None, NotNull] = None
+    access_programs: Annotated[dict[str, Any] | None, NotNull] = None
     # Refused or bounded by the service, but OpenAI's: named, so the 400 says why.
     background: bool | None = None
-    background_options: dict[str, Any] | None = None
+    background_options: Annotated[dict[str, Any] | None, NotNull] = None
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
-
-    @field_validator(
-        "access_programs",
-        "background_options",
-        "image",
-        "input",
-        "prompt_cache_options",
-        "text",
-        "tool_choice",
-        "tools",
-        "user",
-        mode="before",
-    )
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        return refuse_null(value)
