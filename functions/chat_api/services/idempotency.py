@@ -95,20 +95,12 @@ class Idempotent:
         answer: Callable[[], Awaitable[str]],
     ) -> Answered[str]:
         """`answer()` once; a repeat gets its stored JSON, another body 422, one meanwhile 409."""
-        if key is None:
-            return Answered(await answer())
-        claim = new_claim(self.caller, key, request, self.clock(), route)
-        held = await asyncio.to_thread(self.store.claim, claim)
-        if held is not None:
-            return Answered(stored_answer(held, claim), replayed=True)
-        try:
-            body = await answer()
-        # A client that hangs up arrives as CancelledError, not as Exception: that frees the
-        # key too, or its retry would get 409 until the lease runs out.
-        except BaseException:
-            await release(self.store, claim)
-            raise
-        await self._complete(claim, body)
+        begun = await self._begin(route, key, request, answer)
+        if isinstance(begun, Answered):
+            return begun
+        claim, body = begun
+        if claim is not None:
+            await self._complete(claim, body)
         return Answered(body)
 
     async def stream[T](
@@ -123,18 +115,29 @@ class Idempotent:
 
         A repeat gets the stored JSON (`Answered`), for the route to tell as a stream again.
         """
+        begun = await self._begin(route, key, request, open_stream)
+        if isinstance(begun, Answered):
+            return begun
+        claim, items = begun
+        return items if claim is None else self._kept(claim, items, accumulator)
+
+    async def _begin[R](
+        self, route: str, key: str | None, request: BaseModel, start: Callable[[], Awaitable[R]]
+    ) -> Answered[str] | tuple[IdempotencyClaim | None, R]:
+        """The stored answer of a repeat; else the claim taken (None without a key), started."""
         if key is None:
-            return await open_stream()
+            return None, await start()
         claim = new_claim(self.caller, key, request, self.clock(), route)
         held = await asyncio.to_thread(self.store.claim, claim)
         if held is not None:
             return Answered(stored_answer(held, claim), replayed=True)
         try:
-            items = await open_stream()
+            return claim, await start()
+        # A client that hangs up arrives as CancelledError, not as Exception: that frees the
+        # key too, or its retry would get 409 until the lease runs out.
         except BaseException:
             await release(self.store, claim)
             raise
-        return self._kept(claim, items, accumulator)
 
     async def _kept[T](
         self, claim: IdempotencyClaim, items: AsyncGenerator[T], accumulator: Accumulator[T]
