@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx2
 import openai
+from openai.types import CompletionUsage
 
 from chat_api.exceptions import DeadlineExceeded, UpstreamBrokeOff, UpstreamInvalidResponse
 from chat_api.schemas import Usage
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from openai import AsyncStream
-    from openai.types import CompletionUsage
     from openai.types.chat import ChatCompletionChunk
+    from openai.types.responses import ResponseUsage
 
     from chat_api.services.budget import Meter
     from chat_api.services.upstream import Upstream
@@ -77,12 +78,18 @@ async def guarded_events[T](stream: AsyncStream[T], upstream: Upstream) -> Async
         yield event
 
 
-def to_usage(usage: CompletionUsage | None) -> Usage | None:
-    """OpenAI's token counts in the service's own shape."""
+def to_usage(usage: CompletionUsage | ResponseUsage | None) -> Usage | None:
+    """OpenAI's token counts (as Chat Completions or Responses name them) in the service's shape."""
     if usage is None:
         return None
+    if isinstance(usage, CompletionUsage):
+        return Usage(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        )
     return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
         total_tokens=usage.total_tokens,
     )

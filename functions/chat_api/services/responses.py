@@ -8,6 +8,7 @@ unknown id, without calling OpenAI.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import openai
@@ -18,7 +19,6 @@ from chat_api.exceptions import (
     NotFound,
     UpstreamInvalidResponse,
 )
-from chat_api.schemas import Usage
 from chat_api.services.budget import response_bound
 from chat_api.services.completions import find_unsendable, refusal_is_the_clients
 from chat_api.services.guards import (
@@ -28,15 +28,15 @@ from chat_api.services.guards import (
     check_token_cap,
     not_allowed,
 )
-from chat_api.services.relay import guarded_events
+from chat_api.services.relay import guarded_events, to_usage
 from chat_api.store.base import OwnedResponse
 from chat_api.store.rules import RESPONSE_OWNERSHIP_SECONDS, owns_response
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
     from openai import AsyncOpenAI, AsyncStream
-    from openai.types.responses import ResponseStreamEvent, ResponseUsage
+    from openai.types.responses import ResponseStreamEvent
 
     from chat_api.compat_schemas import ResponseCreateRequest
     from chat_api.config import Settings
@@ -55,28 +55,20 @@ class ResponseNotFound(NotFound):
     default_message = "No response found with that id."
 
 
+@dataclass(frozen=True, slots=True)
 class Responses:
     """The Responses API for one caller: create, read, cancel, delete, list input items."""
 
-    def __init__(
-        self,
-        upstream: Upstream,
-        store: SessionStore,
-        settings: Settings,
-        caller: str,
-        clock: Callable[[], float],
-        budget: Budget,
-    ) -> None:
-        self._budget = budget
-        self._upstream = upstream
-        self._store = store
-        self._settings = settings
-        self._caller = caller
-        self._clock = clock
+    upstream: Upstream
+    store: SessionStore
+    settings: Settings
+    caller: str
+    clock: Callable[[], float]
+    budget: Budget
 
     def params(self, request: ResponseCreateRequest) -> dict[str, Any]:
         """The parameters sent to OpenAI, or `InvalidRequest` / 404 if they may not be."""
-        settings = self._settings
+        settings = self.settings
         check_model(request.model, settings.allowed_models)
         check_token_cap(
             "max_output_tokens", request.max_output_tokens, settings.max_completion_tokens
@@ -102,7 +94,7 @@ class Responses:
             )
         # Without a limit the model may write until its own maximum, at the owner's expense.
         params.setdefault("max_output_tokens", settings.max_completion_tokens)
-        self._upstream.log.model = request.model
+        self.upstream.log.model = request.model
         return params
 
     async def create(self, request: ResponseCreateRequest) -> Response:
@@ -112,10 +104,10 @@ class Responses:
         async def create(client: AsyncOpenAI) -> Response:
             return cast("Response", await client.responses.create(**params))
 
-        async with self._budget.spending(lambda: response_bound(params)) as meter:
+        async with self.budget.spending(lambda: response_bound(params)) as meter:
             with refusal_is_the_clients():
-                response = await self._upstream.call(create)
-            meter.settle(_usage(response.usage))
+                response = await self.upstream.call(create)
+            meter.settle(to_usage(response.usage))
         self._own(response, params)
         self._note(response)
         return response
@@ -132,10 +124,10 @@ class Responses:
                 await client.responses.create(stream=True, **params),
             )
 
-        meter = await self._budget.admit(lambda: response_bound(params))
+        meter = await self.budget.admit(lambda: response_bound(params))
         async with meter.settling_on_failure():
             with refusal_is_the_clients():
-                stream = await self._upstream.call(create, streamed=True)
+                stream = await self.upstream.call(create, streamed=True)
         meter.answering()
         return self._relay(stream, params, meter)
 
@@ -149,7 +141,7 @@ class Responses:
         finished = False
         owned = False
         async with meter, stream:
-            async for event in guarded_events(stream, self._upstream):
+            async for event in guarded_events(stream, self.upstream):
                 response = getattr(event, "response", None)
                 if isinstance(response, Response):
                     if not owned:
@@ -157,7 +149,7 @@ class Responses:
                         self._own(response, params)
                         owned = True
                     self._note(response)
-                    meter.settle(_usage(response.usage))
+                    meter.settle(to_usage(response.usage))
                 finished = finished or event.type in FINAL_EVENTS
                 yield event
         if not finished:
@@ -165,98 +157,83 @@ class Responses:
 
     async def retrieve(self, response_id: str) -> Response:
         """A stored response of this caller's."""
-        self._owned(response_id)
-
-        async def get(client: AsyncOpenAI) -> Response | None:
-            try:
-                return await client.responses.retrieve(response_id)
-            except openai.NotFoundError:
-                return None
-
-        return self._found(await self._upstream.call(get))
+        found = await self._call_owned(
+            response_id, lambda client: client.responses.retrieve(response_id)
+        )
+        return self._found(found)
 
     async def cancel(self, response_id: str) -> Response:
         """Cancel a background response of this caller's."""
-        self._owned(response_id)
-
-        async def cancel(client: AsyncOpenAI) -> Response | None:
-            try:
-                return await client.responses.cancel(response_id)
-            except openai.NotFoundError:
-                return None
-
         with refusal_is_the_clients():
-            return self._found(await self._upstream.call(cancel))
+            found = await self._call_owned(
+                response_id, lambda client: client.responses.cancel(response_id)
+            )
+        return self._found(found)
 
     async def delete(self, response_id: str) -> None:
         """Delete a stored response of this caller's, at OpenAI and here."""
-        self._owned(response_id)
 
         async def delete(client: AsyncOpenAI) -> bool:
-            try:
-                await client.responses.delete(response_id)
-            except openai.NotFoundError:
-                return False
+            await client.responses.delete(response_id)
             return True
 
-        deleted = await self._upstream.call(delete)
-        self._store.forget_response(response_id)
-        if not deleted:
+        deleted = await self._call_owned(response_id, delete)
+        self.store.forget_response(response_id)
+        if deleted is None:
             raise ResponseNotFound
 
     async def input_items(self, response_id: str, query: dict[str, Any]) -> ResponseItemList:
         """A page of a stored response's input items (OpenAI's paging parameters as sent)."""
-        self._owned(response_id)
-
-        async def items(client: AsyncOpenAI) -> ResponseItemList | None:
-            try:
-                return await client.get(
-                    f"/responses/{response_id}/input_items",
-                    cast_to=ResponseItemList,
-                    options={"params": query},
-                )
-            except openai.NotFoundError:
-                return None
-
-        found = await self._upstream.call(items)
+        found = await self._call_owned(
+            response_id,
+            lambda client: client.get(
+                f"/responses/{response_id}/input_items",
+                cast_to=ResponseItemList,
+                options={"params": query},
+            ),
+        )
         if found is None:
             raise ResponseNotFound
         return found
 
+    async def _call_owned[R](
+        self, response_id: str, call: Callable[[AsyncOpenAI], Awaitable[R]]
+    ) -> R | None:
+        """`call` for a response of this caller's; None if OpenAI has no such response."""
+        self._owned(response_id)
+
+        async def call_unless_missing(client: AsyncOpenAI) -> R | None:
+            try:
+                return await call(client)
+            except openai.NotFoundError:
+                return None
+
+        return await self.upstream.call(call_unless_missing)
+
     def _owned(self, response_id: str) -> None:
         """404, before any call to OpenAI, unless the caller created this response."""
-        record = self._store.response_owner(response_id)
-        if not owns_response(record, self._caller, self._clock()):
+        record = self.store.response_owner(response_id)
+        if not owns_response(record, self.caller, self.clock()):
             raise ResponseNotFound
 
     def _own(self, response: Response, params: dict[str, Any]) -> None:
         """Record a response OpenAI keeps (store is its default) as this caller's."""
         if params.get("store") is False:
             return
-        now = self._clock()
-        record = OwnedResponse(response.id, self._caller, now + RESPONSE_OWNERSHIP_SECONDS)
-        self._store.record_response(record, now)
+        now = self.clock()
+        record = OwnedResponse(response.id, self.caller, now + RESPONSE_OWNERSHIP_SECONDS)
+        self.store.record_response(record, now)
 
     def _note(self, response: Response) -> None:
-        log = self._upstream.log
+        log = self.upstream.log
         log.model = response.model or log.model
-        log.usage = _usage(response.usage) or log.usage
+        log.usage = to_usage(response.usage) or log.usage
 
     def _found(self, response: Response | None) -> Response:
         if response is None:
             raise ResponseNotFound
         self._note(response)
         return response
-
-
-def _usage(usage: ResponseUsage | None) -> Usage | None:
-    if usage is None:
-        return None
-    return Usage(
-        prompt_tokens=usage.input_tokens,
-        completion_tokens=usage.output_tokens,
-        total_tokens=usage.total_tokens,
-    )
 
 
 def _check_tools(tools: list[dict[str, Any]], allowed: list[str], path: str) -> None:
