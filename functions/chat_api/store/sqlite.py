@@ -111,19 +111,20 @@ class SQLiteSessionStore:
         self, session_id: str, owner: str, now: float, newest: int | None = None
     ) -> Conversation | None:
         """The conversation (only its `newest` messages if given); None unless live and owned."""
-        with self._transaction(write=False) as db:
-            session = _live_session(db, session_id, owner, now)
-            if session is None:
-                return None
-            rows = db.execute(
-                "SELECT role, content, created_at FROM ("
-                "  SELECT id, role, content, created_at FROM messages WHERE session_id = ?"
-                "  ORDER BY id DESC LIMIT ?"
-                ") ORDER BY id",
-                (session_id, -1 if newest is None else newest),
-            ).fetchall()
-        messages = [Message(cast("Role", role), content, at) for role, content, at in rows]
-        return Conversation(session=session, messages=messages)
+        found = self._live_messages(
+            session_id,
+            owner,
+            now,
+            "SELECT id, role, content, created_at FROM ("
+            "  SELECT id, role, content, created_at FROM messages WHERE session_id = ?"
+            "  ORDER BY id DESC LIMIT ?"
+            ") ORDER BY id",
+            (session_id, -1 if newest is None else newest),
+        )
+        if found is None:
+            return None
+        session, rows = found
+        return Conversation(session=session, messages=[_message(row) for row in rows])
 
     def append(self, added: NewMessages, now: float) -> None:
         """Add the messages after every stored one, together and atomically (see SessionStore)."""
@@ -155,36 +156,43 @@ class SQLiteSessionStore:
         with self._transaction() as db:
             if _live_session(db, session_id, owner, now) is None:
                 return False
-            db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
-            db.execute(
-                "DELETE FROM idempotency WHERE id IN"
-                " (SELECT record_id FROM session_idempotency WHERE session_id = ?)",
-                (session_id,),
-            )
-            db.execute("DELETE FROM session_idempotency WHERE session_id = ?", (session_id,))
-            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            # Expired as of now, it goes with its parts as every expired session does.
+            db.execute("UPDATE sessions SET expires_at = ? WHERE id = ?", (now, session_id))
+            _purge_expired(db, now)
         return True
 
     def page(
         self, session_id: str, owner: str, now: float, *, after: int | None, limit: int
     ) -> MessagePage | None:
         """A page of messages: up to `limit` after position `after` (see SessionStore)."""
+        found = self._live_messages(
+            session_id,
+            owner,
+            now,
+            "SELECT id, role, content, created_at FROM messages"
+            " WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (session_id, -1 if after is None else after, limit + 1),
+        )
+        if found is None:
+            return None
+        session, rows = found
+        kept = rows[:limit]
+        return MessagePage(
+            session=session,
+            messages=[_message(row) for row in kept],
+            positions=[row[0] for row in kept],
+            more=len(rows) > limit,
+        )
+
+    def _live_messages(
+        self, session_id: str, owner: str, now: float, query: str, params: tuple[object, ...]
+    ) -> tuple[Session, list[MessageRow]] | None:
+        """The session and the rows `query` selects, in one read; None unless live and owned."""
         with self._transaction(write=False) as db:
             session = _live_session(db, session_id, owner, now)
             if session is None:
                 return None
-            rows = db.execute(
-                "SELECT id, role, content, created_at FROM messages"
-                " WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?",
-                (session_id, -1 if after is None else after, limit + 1),
-            ).fetchall()
-        kept = rows[:limit]
-        return MessagePage(
-            session=session,
-            messages=[Message(cast("Role", role), content, at) for _, role, content, at in kept],
-            positions=[row[0] for row in kept],
-            more=len(rows) > limit,
-        )
+            return session, db.execute(query, params).fetchall()
 
     def claim(self, claim: IdempotencyClaim) -> IdempotencyRecord | None:
         """Take the key for this request (None), or return the live record that holds it."""
@@ -316,6 +324,15 @@ class SQLiteSessionStore:
             db.execute("COMMIT")
 
 
+# A message as selected: its position, role, content and time.
+type MessageRow = tuple[int, str, str, float]
+
+
+def _message(row: MessageRow) -> Message:
+    _, role, content, created_at = row
+    return Message(cast("Role", role), content, created_at)
+
+
 def _live_session(
     db: sqlite3.Connection, session_id: str, owner: str, now: float
 ) -> Session | None:
@@ -329,9 +346,17 @@ def _live_session(
 
 
 def _purge_expired(db: sqlite3.Connection, now: float) -> None:
-    """Drop what has expired, as DynamoDB's TTL does on AWS (the rules refuse it already)."""
+    """Drop what has expired, as DynamoDB's TTL does on AWS (the rules refuse it already).
+
+    An expired session goes with its messages and its turns' idempotency records.
+    """
     db.execute(
         "DELETE FROM messages WHERE session_id IN (SELECT id FROM sessions WHERE expires_at <= ?)",
+        (now,),
+    )
+    db.execute(
+        "DELETE FROM idempotency WHERE id IN (SELECT record_id FROM session_idempotency"
+        " WHERE session_id IN (SELECT id FROM sessions WHERE expires_at <= ?))",
         (now,),
     )
     db.execute(
