@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
+from typing import Any
 
 from fastapi.responses import StreamingResponse
 
@@ -17,6 +18,12 @@ from chat_api.exceptions import ServiceError
 MEDIA_TYPE = "text/event-stream"
 # No proxy or browser cache may hold events back; nginx buffers unless told not to.
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def streamed_route(description: str, errors: dict[int | str, Any]) -> dict[str, Any]:
+    """A route's OpenAPI arguments when it answers JSON, or these events when asked to stream."""
+    sse = {200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}}}
+    return {"description": description, "responses": {**sse, **errors}}
 
 
 def sse_event(data: str, event: str | None = None) -> str:

@@ -13,7 +13,7 @@ from chat_api.errors import error_body, error_responses
 from chat_api.exceptions import ServiceError
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, IdempotencyKey
 from chat_api.services.idempotency import Answered
-from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
+from chat_api.sse import sse_event, sse_response, streamed_route
 
 # The caller is checked first, before the body or the store are looked at.
 router = APIRouter(tags=["chat"], dependencies=[Depends(get_caller)])
@@ -37,11 +37,9 @@ IdempotencyKeyHeader = Annotated[
 @router.post(
     "/chat",
     response_model=ChatResponse,
-    responses={
-        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        **error_responses(400, 401, 404, 409, 413, 422, 429, 502, 503, 504),
-    },
-    description=STREAM_DESCRIPTION,
+    **streamed_route(
+        STREAM_DESCRIPTION, error_responses(400, 401, 404, 409, 413, 422, 429, 502, 503, 504)
+    ),
 )
 async def chat(
     request: ChatRequest,

@@ -26,7 +26,7 @@ from chat_api.services.completions import create_completion, list_models, open_c
 from chat_api.services.idempotency import Answered
 from chat_api.services.relay import relay_chunks
 from chat_api.services.streamed_answers import CompletionAnswer, replayed_chunks
-from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
+from chat_api.sse import sse_event, sse_response, streamed_route
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable
@@ -49,11 +49,10 @@ STREAM_DESCRIPTION = (
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    responses={
-        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        **error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504, openai_shape=True),
-    },
-    description=STREAM_DESCRIPTION,
+    **streamed_route(
+        STREAM_DESCRIPTION,
+        error_responses(400, 401, 409, 413, 422, 429, 502, 503, 504, openai_shape=True),
+    ),
 )
 async def chat_completions(
     request: ChatCompletionRequest,

@@ -17,7 +17,7 @@ from chat_api.exceptions import ServiceError
 from chat_api.routes.chat import REPLAYED_HEADER, IdempotencyKeyHeader, json_answer
 from chat_api.services.idempotency import Answered
 from chat_api.services.streamed_answers import ResponseAnswer, replayed_events
-from chat_api.sse import MEDIA_TYPE, sse_event, sse_response
+from chat_api.sse import sse_event, sse_response, streamed_route
 
 router = openai_compatible_router("/v1/responses", 401, 404, 405, 429, 502, 503, 504)
 
@@ -38,11 +38,7 @@ def _json(model: OpenAIResponse | ResponseItemList) -> Response:
 @router.post(
     "",
     response_model=OpenAIResponse,
-    responses={
-        200: {"content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
-        **error_responses(400, 409, 413, 422, openai_shape=True),
-    },
-    description=STREAM_DESCRIPTION,
+    **streamed_route(STREAM_DESCRIPTION, error_responses(400, 409, 413, 422, openai_shape=True)),
 )
 async def create_response(
     request: ResponseCreateRequest,
