@@ -37,6 +37,9 @@ from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from tests.fake_openai import FakeOpenAI
 from tests.lambda_context import LambdaContext
 
+# Fixtures defined beside their helpers: `service` (the SDK against uvicorn or Lambda).
+pytest_plugins = ["tests.sdk"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = ROOT / "events"
 FUNCTIONS_DIR = ROOT / "functions"

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx2
+import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.conftest import CLIENT_API_KEY
 from tests.lambda_transport import BASE_URLS, EventSource, LambdaTransport
 
 if TYPE_CHECKING:
-    import pytest
-
     from tests.conftest import LambdaRuntime, Serve
+    from tests.fake_openai import FakeOpenAI
 
 
 @dataclass
@@ -56,3 +56,10 @@ def service_for(request: pytest.FixtureRequest) -> Service:
         return Service.served(serve())
     runtime: LambdaRuntime = request.getfixturevalue("lambda_runtime")
     return Service.on_lambda(runtime, "rest-api")
+
+
+# A fixture for every test module (conftest.py loads this module as a plugin).
+@pytest.fixture(params=["uvicorn", "lambda"])
+def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
+    """The service under uvicorn, or the Lambda handler behind the REST API."""
+    return service_for(request)

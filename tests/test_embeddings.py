@@ -9,13 +9,7 @@ import pytest
 
 from tests.conftest import Configure
 from tests.fake_openai import FakeOpenAI
-from tests.sdk import Service, service_for
-
-
-@pytest.fixture(params=["uvicorn", "lambda"])
-def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
-    """The service under uvicorn, or the Lambda handler behind the REST API."""
-    return service_for(request)
+from tests.sdk import Service
 
 
 def test_embeddings_of_several_inputs_come_back_as_floats(

@@ -9,15 +9,9 @@ import pytest
 
 from tests.conftest import Configure
 from tests.fake_openai import FakeOpenAI
-from tests.sdk import Service, service_for
+from tests.sdk import Service
 
 HI: list[Any] = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture(params=["uvicorn", "lambda"])
-def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
-    """The service under uvicorn, or the Lambda handler behind the REST API."""
-    return service_for(request)
 
 
 # What frameworks fill in: OpenAI's own parameters at harmless values.

@@ -14,15 +14,9 @@ import pytest
 
 from tests.conftest import CLIENT_API_KEY, Configure, LambdaRuntime, Serve
 from tests.fake_openai import FakeOpenAI, Reply, response_events, response_object
-from tests.sdk import Service, service_for
+from tests.sdk import Service
 
 OTHER_KEY = "EXAMPLE-another-client-key-1111111111111"
-
-
-@pytest.fixture(params=["uvicorn", "lambda"])
-def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
-    """The service under uvicorn, or the Lambda handler behind the REST API."""
-    return service_for(request)
 
 
 @pytest.fixture(params=["uvicorn", "lambda-function-url"])

@@ -24,7 +24,7 @@ from chat_api.store.base import ClaimedResponse, SessionStore
 from chat_api.store.rules import CLAIM_LEASE_SECONDS
 from tests.conftest import CLIENT_API_KEY, AppClient, Clock, Configure, Serve, events_of
 from tests.fake_openai import FakeOpenAI, Reply, chunk, completion, error_body
-from tests.sdk import Service, service_for
+from tests.sdk import Service
 
 COMPLETION = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}
 RESPONSE = {"model": "gpt-4o-mini", "input": "Hello"}
@@ -291,12 +291,6 @@ def test_the_sdk_gets_the_same_completion_on_a_retried_key(
     assert raw.headers["idempotent-replayed"] == "true"
     assert raw.parse() == first
     assert len(fake_openai.requests) == 1
-
-
-@pytest.fixture(params=["uvicorn", "lambda"])
-def service(request: pytest.FixtureRequest, fake_openai: FakeOpenAI) -> Service:
-    """The service under uvicorn, or the Lambda handler behind the REST API."""
-    return service_for(request)
 
 
 def test_the_sdk_streams_the_same_completion_on_a_retried_key(
