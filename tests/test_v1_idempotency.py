@@ -36,6 +36,30 @@ def post(api: TestClient, path: str, body: object, key: str = "retry-1") -> http
     return api.post(path, json=body, headers={"Idempotency-Key": key})
 
 
+def answer_text(response: httpx2.Response) -> str:
+    """The answer's text: of a completion or a response, whole or streamed."""
+    if not response.headers["content-type"].startswith("text/event-stream"):
+        data = response.json()
+        if data["object"] == "chat.completion":
+            return str(data["choices"][0]["message"]["content"])
+        return _output_text(data)
+    text = ""
+    for event in events_of(response):
+        if event.data == "[DONE]":
+            continue
+        data = json.loads(event.data)
+        if event.event.startswith("response.") and event.event != "response.completed":
+            continue
+        if event.event == "response.completed":
+            return _output_text(data["response"])
+        text += "".join(choice["delta"].get("content") or "" for choice in data["choices"])
+    return text
+
+
+def _output_text(response: dict[str, Any]) -> str:
+    return "".join(part["text"] for item in response["output"] for part in item["content"])
+
+
 @pytest.mark.parametrize(("path", "body"), ROUTES)
 def test_repeated_key_and_body_replays_the_answer_without_calling_openai_again(
     api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object]
@@ -97,25 +121,28 @@ def test_keys_are_per_caller(
     assert len(fake_openai.requests) == 2
 
 
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(("path", "body"), ROUTES)
 def test_repeat_while_the_first_is_running_is_409(
-    api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object]
+    api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object], stream: bool
 ) -> None:
     fake_openai.enqueue(Reply(delay=0.5))
+    sent = {**body, "stream": stream}
     results: list[httpx2.Response] = []
-    first = threading.Thread(target=lambda: results.append(post(api, path, body)))
+    first = threading.Thread(target=lambda: results.append(post(api, path, sent)))
     first.start()
     deadline = time.monotonic() + 5
     while not fake_openai.requests and time.monotonic() < deadline:
         time.sleep(0.005)  # until the first request is waiting on OpenAI
 
-    second = post(api, path, body)
+    second = post(api, path, sent)
     first.join()
 
     assert second.status_code == 409
     assert second.headers["retry-after"] == "1"
     assert "still running" in second.json()["error"]["message"]
     assert [response.status_code for response in results] == [200]
+    assert answer_text(results[0]) == "Echo: Hello"
     assert len(fake_openai.requests) == 1
 
 
@@ -134,13 +161,17 @@ def test_key_is_freed_when_openai_fails_so_the_retry_runs(
     assert len(fake_openai.requests) == 2
 
 
-def test_key_is_freed_when_the_request_is_refused(api: TestClient, fake_openai: FakeOpenAI) -> None:
-    refused = post(api, "/v1/chat/completions", {**COMPLETION, "model": "not-allowed"})
-    allowed = post(api, "/v1/chat/completions", COMPLETION)
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("path", "body"), ROUTES)
+def test_key_is_freed_when_the_request_is_refused(
+    api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object], stream: bool
+) -> None:
+    refused = post(api, path, {**body, "stream": stream, "model": "not-allowed"})
+    allowed = post(api, path, {**body, "stream": stream})
 
     assert refused.status_code == 400
     # Another body with the same key: the refused request left no record behind.
-    assert allowed.status_code == 200
+    assert answer_text(allowed) == "Echo: Hello"
     assert len(fake_openai.requests) == 1
 
 
@@ -178,23 +209,6 @@ def test_claim_of_a_request_that_died_is_taken_over_after_the_lease(
     assert len(fake_openai.requests) == 1
 
 
-def streamed_text(response: httpx2.Response) -> str:
-    """The answer's text, from chat chunks or from the Responses stream's final response."""
-    text = ""
-    for event in events_of(response):
-        if event.data == "[DONE]":
-            continue
-        data = json.loads(event.data)
-        if event.event.startswith("response.") and event.event != "response.completed":
-            continue
-        if event.event == "response.completed":
-            return "".join(
-                part["text"] for item in data["response"]["output"] for part in item["content"]
-            )
-        text += "".join(choice["delta"].get("content") or "" for choice in data["choices"])
-    return text
-
-
 @pytest.mark.parametrize(("path", "body"), ROUTES)
 def test_repeated_streamed_request_replays_the_answer_as_a_stream(
     api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object]
@@ -204,7 +218,7 @@ def test_repeated_streamed_request_replays_the_answer_as_a_stream(
     second = post(api, path, streamed)
 
     assert first.status_code == second.status_code == 200
-    assert streamed_text(first) == streamed_text(second) == "Echo: Hello"
+    assert answer_text(first) == answer_text(second) == "Echo: Hello"
     assert second.headers["content-type"].startswith("text/event-stream")
     assert second.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
@@ -254,7 +268,7 @@ def test_a_stream_that_breaks_off_frees_the_key(
     retried = post(api, path, streamed)
 
     assert "stopped answering midway" in json.loads(events_of(broken)[-1].data)["error"]["message"]
-    assert streamed_text(retried) == "Echo: Hello"
+    assert answer_text(retried) == "Echo: Hello"
     assert "idempotent-replayed" not in retried.headers
     assert len(fake_openai.requests) == 2
 
@@ -400,18 +414,6 @@ def test_the_sdk_gets_tool_calls_and_every_choice_of_a_replayed_stream(
     assert len(fake_openai.requests) == 1
 
 
-@pytest.mark.parametrize(("path", "body"), ROUTES)
-def test_key_is_freed_when_the_streamed_request_is_refused(
-    api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object]
-) -> None:
-    refused = post(api, path, {**body, "stream": True, "model": "not-allowed"})
-    allowed = post(api, path, {**body, "stream": True})
-
-    assert refused.status_code == 400
-    assert streamed_text(allowed) == "Echo: Hello"
-    assert len(fake_openai.requests) == 1
-
-
 def test_a_response_stream_that_ends_with_an_error_event_keeps_nothing(
     api: TestClient, fake_openai: FakeOpenAI
 ) -> None:
@@ -423,30 +425,9 @@ def test_a_response_stream_that_ends_with_an_error_event_keeps_nothing(
     retried = post(api, "/v1/responses", streamed)
 
     assert [event.event for event in events_of(failed)] == ["error"]
-    assert streamed_text(retried) == "Echo: Hello"
+    assert answer_text(retried) == "Echo: Hello"
     assert "idempotent-replayed" not in retried.headers
     assert len(fake_openai.requests) == 2
-
-
-@pytest.mark.parametrize(("path", "body"), ROUTES)
-def test_repeat_while_the_first_stream_is_running_is_409(
-    api: TestClient, fake_openai: FakeOpenAI, path: str, body: dict[str, object]
-) -> None:
-    fake_openai.enqueue(Reply(delay=0.5))
-    streamed = {**body, "stream": True}
-    results: list[httpx2.Response] = []
-    first = threading.Thread(target=lambda: results.append(post(api, path, streamed)))
-    first.start()
-    deadline = time.monotonic() + 5
-    while not fake_openai.requests and time.monotonic() < deadline:
-        time.sleep(0.005)  # until the first request is waiting on OpenAI
-
-    second = post(api, path, streamed)
-    first.join()
-
-    assert second.status_code == 409
-    assert streamed_text(results[0]) == "Echo: Hello"
-    assert len(fake_openai.requests) == 1
 
 
 # --- the service and the store, directly ----------------------------------------------------
