@@ -66,7 +66,7 @@ chromium:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell; }
 
 invoke: install  ## Run EVENT (default events/chat.json) through the real Lambda handler in-process
-	PYTHONPATH=functions $(BIN)/python scripts/invoke.py $(EVENT)
+	PYTHONPATH=functions:. $(BIN)/python scripts/invoke.py $(EVENT)
 
 $(SAM_BIN)/.installed: requirements-sam.txt
 	$(call make-venv,.venv-sam,requirements-sam.txt)

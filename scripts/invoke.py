@@ -7,35 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 
-if TYPE_CHECKING:
-    from mangum.types import LambdaCognitoIdentity, LambdaMobileClientContext
-
-
-@dataclass
-class LocalContext:
-    """Stands in for the context object Lambda passes to the handler."""
-
-    function_name: str = "ChatFunction"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ChatFunction"
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/ChatFunction"
-    log_stream_name: str = "local"
-    identity: LambdaCognitoIdentity | None = None
-    client_context: LambdaMobileClientContext | None = None
-    remaining_ms: int = 29_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before Lambda would stop the invocation."""
-        return self.remaining_ms
+# The tests' stand-in for Lambda's context object (standard library only).
+from tests.lambda_context import LambdaContext
 
 
 def main(event_path: str) -> None:
@@ -44,7 +21,7 @@ def main(event_path: str) -> None:
     from chat_api.handler import handler  # after .env is loaded
 
     event = json.loads(Path(event_path).read_text())
-    print(json.dumps(handler(event, LocalContext()), indent=2))
+    print(json.dumps(handler(event, LambdaContext()), indent=2))
 
 
 if __name__ == "__main__":

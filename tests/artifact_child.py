@@ -10,7 +10,9 @@ loaded module's file, and each import no finder could satisfy, with the module t
 from __future__ import annotations
 
 import json
+import runpy
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,8 +20,9 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
-    from mangum.types import LambdaCognitoIdentity, LambdaMobileClientContext
-
+# The tests' stand-in for Lambda's context object (standard library only), loaded by its
+# path: -I keeps this folder off sys.path, which must hold the artifact alone.
+LambdaContext = runpy.run_path(str(Path(__file__).with_name("lambda_context.py")))["LambdaContext"]
 # The import machinery's own frames, between a finder and the module that imports.
 IMPORT_MACHINERY = {"importlib", "importlib._bootstrap", "importlib._bootstrap_external"}
 
@@ -41,24 +44,6 @@ class LookedFor:
         return None
 
 
-class Context:
-    """Lambda's context object (scripts/invoke.py's LocalContext would import python-dotenv)."""
-
-    function_name = "ChatFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ChatFunction"
-    memory_limit_in_mb = 512
-    aws_request_id = "import-audit"
-    log_group_name = "/aws/lambda/ChatFunction"
-    log_stream_name = "import-audit"
-    identity: LambdaCognitoIdentity | None = None
-    client_context: LambdaMobileClientContext | None = None
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left: the full budget."""
-        return 29_000
-
-
 def main(artifact: str, report_path: str) -> None:
     sys.path.insert(0, artifact)
     looked_for = LookedFor()
@@ -73,7 +58,7 @@ def main(artifact: str, report_path: str) -> None:
         for field in ("path", "body"):
             if isinstance(event.get(field), str):
                 event[field] = event[field].replace("{session_id}", session_id)
-        response = handler(event, Context())
+        response = handler(event, LambdaContext())
         body = response.get("body") or ""
         if response["headers"].get("content-type") == "application/json" and body:
             session_id = json.loads(body).get("session_id") or session_id

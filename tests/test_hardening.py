@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from mangum import Mangum
-from scripts.invoke import LocalContext
 
 from chat_api.config import InvalidConfiguration, get_settings
 from chat_api.errors import unexpected_error_response
@@ -28,6 +27,7 @@ from tests.conftest import (
     load_event,
 )
 from tests.fake_openai import FakeOpenAI, Reply, error_body
+from tests.lambda_context import LambdaContext
 
 V1 = "/v1/chat/completions"
 HI = [{"role": "user", "content": "Hi"}]
@@ -193,7 +193,7 @@ def test_unexpected_error_through_mangum_prints_no_traceback(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        result = Mangum(_exploding_app(), lifespan="off")(event, LocalContext())
+        result = Mangum(_exploding_app(), lifespan="off")(event, LambdaContext())
     finally:
         asyncio.set_event_loop(None)
         loop.close()
