@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import CLIENT_API_KEY, Configure, LambdaRuntime, Serve
-from tests.fake_openai import FakeOpenAI, Reply, response_events, response_object
+from tests.fake_openai import FakeOpenAI, Reply, error_body, response_events, response_object
 from tests.sdk import Service
 
 OTHER_KEY = "EXAMPLE-another-client-key-1111111111111"
@@ -126,6 +126,32 @@ def test_the_creator_retrieves_lists_and_deletes_its_response(
     assert follow.output_text == "Echo: And?"
     assert fake_openai.requests[3].json["previous_response_id"] == created.id
     assert created.id not in fake_openai.stored
+
+
+def test_a_response_gone_at_openai_is_not_found_and_its_record_forgotten(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    with service.client() as client:
+        created = client.responses.create(model="gpt-4o-mini", input="Hi")
+        # OpenAI no longer has it (expired there, or deleted with another of the owner's tools).
+        for _ in range(3):
+            fake_openai.enqueue(
+                Reply(status=404, body=error_body("Gone at OpenAI", "invalid_request_error"))
+            )
+        with pytest.raises(openai.NotFoundError) as retrieved:
+            client.responses.retrieve(created.id)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.input_items.list(created.id)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.delete(created.id)
+        calls = len(fake_openai.requests)
+        # The delete forgot the record: now the id is refused without calling OpenAI.
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(created.id)
+
+    # The service's own 404, not OpenAI's text.
+    assert retrieved.value.message == "Error code: 404 - No response found with that id."
+    assert calls == len(fake_openai.requests) == 4
 
 
 def test_cancel_reaches_openai_for_the_creator(service: Service, fake_openai: FakeOpenAI) -> None:
