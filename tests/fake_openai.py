@@ -233,10 +233,44 @@ def error_body(message: str, error_type: str, code: str | None = None) -> dict[s
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
 
 
-class _Server(ThreadingHTTPServer):
+class LoopbackServer(ThreadingHTTPServer):
+    """A fake's HTTP server on a free loopback port, serving from a thread of its own."""
+
     # socketserver listens with a backlog of 5: tests that send 20 requests at once need more.
     request_queue_size = 64
     daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        """Where it listens: `http://127.0.0.1:<port>`."""
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        """Serve from now on."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.shutdown()
+        self.server_close()
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """A fake's request handler: HTTP/1.1 connections kept open, answers sent at once, quiet."""
+
+    protocol_version = "HTTP/1.1"
+    # Without it every response waits on Nagle's algorithm (~40 ms a call).
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
 
 
 class FakeOpenAI:
@@ -248,23 +282,18 @@ class FakeOpenAI:
         # Responses it created with `store` (OpenAI's default), by id, with their input.
         self.stored: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._server = LoopbackServer(self._handler_class())
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"{self._server.url}/v1"
 
     def start(self) -> FakeOpenAI:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def enqueue(self, *replies: Reply) -> None:
         """Answer the next requests with these replies, in order, then with the default."""
@@ -317,14 +346,7 @@ class FakeOpenAI:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Without it every response waits on Nagle's algorithm (~40 ms a call).
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Keep test output quiet."""
-
+        class Handler(LoopbackHandler):
             def do_GET(self) -> None:
                 self._answer({})
 
