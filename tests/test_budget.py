@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,20 +21,25 @@ from chat_api.caller import client_key_caller_id
 from chat_api.deps import budget_store_dependency, get_clock
 from chat_api.exceptions import StoreUnavailable
 from chat_api.main import create_app
+from chat_api.services.budget import Period
 from chat_api.store.base import BudgetAccount, BudgetStore, BudgetTally
+from chat_api.store.dynamodb import BUDGET_PREFIX
 from tests.conftest import (
     CLIENT_API_KEY,
     TEST_OPENAI_KEY,
     Clock,
     Configure,
     Invoke,
+    LambdaEvent,
     Secrets,
     Serve,
     authorized_client,
     body_of,
     events_of,
     load_event,
+    run_python,
 )
+from tests.dynamodb_endpoint import DynamoDBEndpoint
 from tests.fake_openai import FakeOpenAI, Reply, error_body, stream_of
 from tests.test_session_store import SlowSerialClient
 
@@ -44,6 +51,7 @@ FITS_ONE = "1500"
 FITS_FIVE = "6000"
 # OpenAI's midnight after the conftest clock's 2027-01-15T08:00:00Z.
 NEXT_MIDNIGHT = 1_800_057_600.0
+TALLIES = ("committed", "reserved", "spent")
 
 Chat = Callable[..., httpx2.Response]
 
@@ -399,6 +407,72 @@ def test_handler_with_dynamodb_admits_exactly_what_fits(
     # The API Gateway key id of the sample event is the caller.
     assert body_of(usage)["reserved"] == 0
     assert 5 * 1000 < body_of(usage)["spent"] <= 6000
+
+
+@pytest.fixture
+def shared_table(budget: Callable[..., None], sessions_table: str) -> Iterator[DynamoDBEndpoint]:
+    """The sessions table in moto over HTTP, 250 ms a call each way; a budget that fits five."""
+    # A loaded machine can keep 50 environments waiting for the CPU for seconds: not a timeout.
+    budget(FITS_FIVE, SESSIONS_TABLE=sessions_table, OPENAI_TIMEOUT_SECONDS="20")
+    with DynamoDBEndpoint(latency=0.25) as endpoint:
+        yield endpoint
+
+
+def invoke_at_once(
+    events: list[LambdaEvent], table: DynamoDBEndpoint, workdir: Path
+) -> list[dict[str, Any]]:
+    """Each event in a Lambda environment of its own (tests/lambda_fleet.py), all at once."""
+    (workdir / "events.json").write_text(json.dumps(events))
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    run_python(
+        f"from tests.lambda_fleet import main; main({str(workdir / 'events.json')!r}, "
+        f"{str(workdir / 'results.json')!r})",
+        env={**environment, "AWS_ENDPOINT_URL_DYNAMODB": table.url},
+    )
+    responses: list[dict[str, Any]] = json.loads((workdir / "results.json").read_text())
+    return responses
+
+
+def test_fifty_lambda_environments_at_once_admit_exactly_what_fits(
+    shared_table: DynamoDBEndpoint, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    # Each call reports 1000 tokens, near its bound (1000 and the request's JSON): what a
+    # settlement frees never makes room for a sixth, so five are admitted in any order.
+    fake_openai.enqueue(
+        *[Reply(stream=stream_of("Fine thanks", include_usage=True, prompt_tokens=998))] * 50
+    )
+    completion = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    events = [
+        load_event("chat.json", body=json.dumps({"message": "Hi", "store": False})),
+        load_event("chat-completions.json", body=json.dumps({**completion, "stream": True})),
+    ] * 25
+    started = time.time()
+    responses = invoke_at_once(events, shared_table, tmp_path)
+
+    outcomes = [r.get("statusCode") or r["error"] for r in responses]
+    assert sorted(map(str, outcomes)) == ["200"] * 5 + ["429"] * 45, outcomes
+    assert len(fake_openai.requests) == 5
+    until_reset = Period.at(started, "day").resets_at - started
+    for refused in (r for r in responses if r["statusCode"] == 429):
+        error = body_of(refused)["error"]
+        if isinstance(error, dict):  # /v1: OpenAI's shape
+            assert error["code"] == "budget_exceeded"
+            error = error["message"]
+        assert "caller's token budget" in error
+        assert abs(int(refused["headers"]["retry-after"]) - until_reset) < 60
+    # Every state the caller's record went through, in the order DynamoDB applied the writes.
+    states = [
+        {name: int(write.item_after.get(name, {"N": "0"})["N"]) for name in TALLIES}
+        for write in shared_table.writes
+        if write.request["Key"]["pk"]["S"].startswith(BUDGET_PREFIX)
+    ]
+    assert len(states) == 50 + 5  # a reservation each, a settlement each admitted one
+    assert max(state["spent"] + state["reserved"] for state in states) <= int(FITS_FIVE)
+    assert max(state["committed"] for state in states) <= int(FITS_FIVE)
+    assert (states[-1]["spent"], states[-1]["reserved"]) == (5 * 1000, 0)
+    # The race was on: more reservations were in flight together than the budget fits, so a
+    # store that read the total and then wrote it would have let too many through.
+    assert shared_table.most_at_once("UpdateItem") > 5
 
 
 @pytest.fixture(autouse=True)
