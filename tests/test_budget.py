@@ -424,11 +424,13 @@ def invoke_at_once(
     """Each event in a Lambda environment of its own (tests/lambda_fleet.py), all at once."""
     (workdir / "events.json").write_text(json.dumps(events))
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    run_python(
+    fleet = run_python(
         f"from tests.lambda_fleet import main; main({str(workdir / 'events.json')!r}, "
         f"{str(workdir / 'results.json')!r})",
         env={**environment, "AWS_ENDPOINT_URL_DYNAMODB": table.url},
+        check=False,
     )
+    assert fleet.returncode == 0, fleet.stderr
     responses: list[dict[str, Any]] = json.loads((workdir / "results.json").read_text())
     return responses
 
