@@ -28,7 +28,7 @@ import httpx
 from bench.run import build_host_artifacts, cold_start, fake_openai, free_port
 
 TTFT_REQUESTS = 300
-COLD_RUNS = 7
+COLD_RUNS = 11
 READINESS_POLL_SECONDS = 0.01
 # The target: the service adds at most this much to the first token (median).
 TTFT_TARGET_MS = 5.0
