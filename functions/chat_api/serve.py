@@ -10,7 +10,7 @@ import gc
 
 # As in `chat_api.handler`: the objects init makes trigger cyclic GC passes that find nothing
 # to free, so the collector stays off until the app is built, which is then frozen out of
-# later passes (bench/README.md: a fifth of run.sh's CPU time to its first answer).
+# later passes (bench/README.md: 14 to 18% of run.sh's CPU time to its first answer).
 gc.disable()
 
 import os  # noqa: E402 (imported with the collector off, as everything below)
