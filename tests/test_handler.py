@@ -132,10 +132,11 @@ def test_handler_import_raises_no_deprecation_warning() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_import_turns_the_garbage_collector_back_on_with_init_frozen() -> None:
-    # handler.py keeps the cyclic GC off while init runs: left off, a warm container would
-    # never collect a cycle again.
-    code = "import gc, chat_api.handler; print(gc.isenabled(), gc.get_freeze_count() > 0)"
+@pytest.mark.parametrize("module", ["chat_api.handler", "chat_api.serve"])
+def test_import_turns_the_garbage_collector_back_on_with_init_frozen(module: str) -> None:
+    # Both modes' entry points (Mangum's handler, streaming mode's uvicorn server) keep the
+    # cyclic GC off while init runs: left off, a warm container would never collect a cycle.
+    code = f"import gc, {module}; print(gc.isenabled(), gc.get_freeze_count() > 0)"
     result = run_python(code)
 
     assert result.stdout.split() == ["True", "True"]

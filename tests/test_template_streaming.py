@@ -10,6 +10,7 @@ from tests.test_template import (
     FUNCTION,
     STREAMING_VARIABLES,
     _load_template,
+    _resource_of_type,
     _rest_api_paths,
     translate,
 )
@@ -39,6 +40,13 @@ def _integrations(translated: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     assert len(found) == len(_load_template()["Resources"][FUNCTION]["Properties"]["Events"])
     return found
+
+
+def _rest_api(translated: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = _resource_of_type(translated, "AWS::ApiGateway::RestApi")[
+        "Properties"
+    ]
+    return properties
 
 
 def _function(translated: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +80,15 @@ def test_streaming_runs_run_sh_behind_the_web_adapter_layer(streaming: dict[str,
         "LAMBDA_WEB_ADAPTER": "true",
         "GATEWAY_TIMEOUT_SECONDS": "300",
     }
+
+
+def test_streaming_api_is_regional_so_a_silent_stream_lasts_5_minutes_not_30_s(
+    streaming: dict[str, Any],
+) -> None:
+    api = _rest_api(streaming)
+
+    assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert api["Parameters"] == {"endpointConfigurationTypes": "REGIONAL"}
 
 
 def test_answer_limit_and_layer_version_are_parameters() -> None:
@@ -108,6 +125,8 @@ def test_buffered_mode_is_mangum_with_the_29_second_limit(buffered: dict[str, An
     assert function["Timeout"] == 28
     assert "Layers" not in function
     assert not set(STREAMING_VARIABLES) & set(function["Environment"]["Variables"])
+    # API Gateway's default endpoint type, edge-optimized, as before streaming mode existed.
+    assert not {"EndpointConfiguration", "Parameters"} & set(_rest_api(buffered))
 
 
 def test_snapstart_with_streaming_is_refused_with_a_reason() -> None:
