@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chat_api.clients import get_openai_client
-from chat_api.config import InvalidConfiguration, Settings, get_settings
+from chat_api.config import MAX_OPENAI_TIMEOUT_SECONDS, InvalidConfiguration, Settings, get_settings
 from chat_api.main import create_app
 from chat_api.services.upstream import Deadline
 from tests.conftest import Configure
@@ -76,6 +76,15 @@ def test_deadline_is_the_gateway_limit_less_the_margin(
     deadline = Deadline.for_request(get_settings(), started_at=100.0, context=None)
 
     assert deadline.at == 100.0 + seconds
+
+
+def test_openai_timeout_past_a_regional_streams_idle_limit_is_refused(
+    configure: Configure,
+) -> None:
+    configure(OPENAI_TIMEOUT_SECONDS=str(MAX_OPENAI_TIMEOUT_SECONDS + 1))
+
+    with pytest.raises(InvalidConfiguration, match="OPENAI_TIMEOUT_SECONDS"):
+        get_settings()
 
 
 def test_openai_base_url_is_honoured(configure: Configure) -> None:

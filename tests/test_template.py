@@ -17,7 +17,7 @@ import yaml
 from botocore import xform_name
 from fastapi.testclient import TestClient
 
-from chat_api.config import Settings
+from chat_api.config import MAX_OPENAI_TIMEOUT_SECONDS, Settings
 from chat_api.main import create_app
 from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from tests.conftest import Configure
@@ -205,6 +205,7 @@ def test_environment_is_read_from_parameters(
         "ALLOWED_MODELS": {"Ref": "AllowedModels"},
         "MAX_COMPLETION_TOKENS": {"Ref": "MaxCompletionTokens"},
         "MAX_CHOICES": {"Ref": "MaxChoices"},
+        "OPENAI_TIMEOUT_SECONDS": {"Ref": "OpenAITimeoutSeconds"},
         "ALLOWED_SERVICE_TIERS": {"Ref": "AllowedServiceTiers"},
         "ALLOW_AUDIO_OUTPUT": {"Ref": "AllowAudioOutput"},
         "ALLOW_WEB_SEARCH": {"Ref": "AllowWebSearch"},
@@ -381,6 +382,13 @@ def test_anonymous_bursts_leave_reserved_concurrency_for_keyed_callers(
     assert parameters["PageThrottleBurstLimit"]["Default"] >= 4  # a page load's four files
     bursts = sum(parameters[_throttle_parameters(path)[1]]["Default"] for _, path in PUBLIC_ROUTES)
     assert bursts < parameters["ReservedConcurrency"]["Default"]
+
+
+def test_openai_timeout_parameter_allows_what_the_app_allows(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["OpenAITimeoutSeconds"]
+    assert parameter["Default"] == Settings.model_fields["openai_timeout_seconds"].default
+    assert parameter["MaxValue"] == MAX_OPENAI_TIMEOUT_SECONDS
+    Settings(openai_timeout_seconds=MAX_OPENAI_TIMEOUT_SECONDS)
 
 
 def test_max_completion_tokens_is_a_bounded_parameter(template: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MAX_OPENAI_TIMEOUT_SECONDS = 295
+
 
 class Settings(BaseSettings):
     """Every variable the service reads, with its default. `.env.example` documents each one."""
@@ -58,8 +60,10 @@ class Settings(BaseSettings):
     allowed_hosted_tools: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # `background: true` on /v1/responses: a response that outlives its request.
     allow_background: bool = False
-    # Each attempt is cut at this many seconds, and at the request's deadline, whichever is first.
-    openai_timeout_seconds: float = Field(default=12.0, gt=0, le=28)
+    # Each attempt is cut at this many seconds, and at the request's deadline, whichever is first
+    # (buffered mode's is under 29 s). At most a Regional stream's idle limit (5 min), less a
+    # margin: in streaming mode a model may think that long before its first token.
+    openai_timeout_seconds: float = Field(default=12.0, gt=0, le=MAX_OPENAI_TIMEOUT_SECONDS)
     # Retries after the first attempt, each only if it still fits before the deadline.
     openai_max_retries: int = Field(default=2, ge=0, le=5)
     # API Gateway ends the integration after 29 s; the service answers this margin before
