@@ -24,7 +24,6 @@ from chat_api.config import Settings, get_settings
 from chat_api.errors import error_responses
 from chat_api.keys import KeySource
 from chat_api.request_log import STATE_KEY, RequestLog
-from chat_api.schemas import OpenAIErrorResponse
 from chat_api.services.budget import Budget
 from chat_api.services.chat import ChatTurn
 from chat_api.services.idempotency import Idempotent
@@ -187,8 +186,5 @@ def openai_compatible_router(prefix: str = "/v1", *statuses: int) -> APIRouter:
         prefix=prefix,
         tags=["openai-compatible"],
         dependencies=[Depends(get_caller)],
-        responses={
-            "default": {"model": OpenAIErrorResponse, "description": "Any error"},
-            **error_responses(*(statuses or (404, 405)), openai_shape=True),
-        },
+        responses=error_responses("default", *(statuses or (404, 405)), openai_shape=True),
     )
