@@ -60,12 +60,12 @@ UNUSED_MODULES = [
 ]
 # Edits of the dependencies' own sources, each with its measured gain in the README ("The
 # artifact"). Each text must occur exactly once: a version that changed it fails the build
-# instead of shipping unpatched. FastAPI's OpenAPI models (some 30 pydantic models, the
-# recursive `Schema` the largest) are only used to write /openapi.json, yet are built when
-# `fastapi.params` imports the module: `defer_build` builds each on first use instead, and
-# the module's own `model_rebuild()` calls, there to resolve forward references at import,
-# would build the three largest at once (a deferred build resolves them itself).
+# instead of shipping unpatched.
 SOURCE_PATCHES: dict[str, list[tuple[str, str]]] = {
+    # FastAPI's OpenAPI models (some 30, the recursive `Schema` the largest) only write
+    # /openapi.json, yet are built when `fastapi.params` imports the module: `defer_build`
+    # builds each on first use instead, and the module's own `model_rebuild()` calls (to
+    # resolve forward references at import) would build the three largest at once.
     "fastapi/openapi/models.py": [
         (
             '    model_config = {"extra": "allow"}\n',
@@ -74,6 +74,16 @@ SOURCE_PATCHES: dict[str, list[tuple[str, str]]] = {
         (
             "\nSchema.model_rebuild()\nOperation.model_rebuild()\nEncoding.model_rebuild()\n",
             "\n",
+        ),
+    ],
+    # pydantic-settings imports python-dotenv for its `.env` source; the function sets no
+    # `env_file`, so only a local run that reads a `.env` needs it.
+    "pydantic_settings/sources/providers/dotenv.py": [
+        ("from dotenv import dotenv_values\n", ""),
+        (
+            "        file_vars: dict[str, str | None] = dotenv_values(",
+            "        from dotenv import dotenv_values\n\n"
+            "        file_vars: dict[str, str | None] = dotenv_values(",
         ),
     ],
 }

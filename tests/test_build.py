@@ -217,6 +217,9 @@ def test_source_patches_apply_to_the_locked_versions(tmp_path: Path) -> None:
     patched = (tmp_path / "fastapi/openapi/models.py").read_text()
     assert '"defer_build": True' in patched
     assert "model_rebuild()" not in patched
+    dotenv_source = (tmp_path / "pydantic_settings/sources/providers/dotenv.py").read_text()
+    assert "\nfrom dotenv import" not in dotenv_source
+    assert "        from dotenv import dotenv_values\n" in dotenv_source
 
 
 def test_a_source_patch_that_no_longer_matches_stops_the_build(tmp_path: Path) -> None:

@@ -231,6 +231,11 @@ def test_the_artifacts_openapi_schema_is_the_apps(report: dict[str, Any]) -> Non
     assert served == create_app().openapi()
 
 
+def test_python_dotenv_is_never_imported_on_lambda(report: dict[str, Any]) -> None:
+    # The function reads no .env: pydantic-settings imports it only to read one (SOURCE_PATCHES).
+    assert [name for name in report["loaded"] if name.split(".")[0] == "dotenv"] == []
+
+
 def test_the_modules_come_from_the_artifact(report: dict[str, Any], host_artifact: Path) -> None:
     for package in ["chat_api", "fastapi", "openai", "pydantic", "aws_lambda_powertools"]:
         assert Path(report["loaded"][package]).is_relative_to(host_artifact), package
