@@ -31,7 +31,7 @@ from chat_api.clients import close_openai_client, get_session_store, reset_clien
 from chat_api.config import Settings, get_settings
 from chat_api.deps import get_clock
 from chat_api.main import create_app
-from chat_api.request_log import get_logger, get_metrics
+from chat_api.request_log import get_logger, metric_directive
 from chat_api.store.base import SessionStore
 from chat_api.store.dynamodb import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
 from tests.fake_openai import FakeOpenAI
@@ -88,7 +88,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def clear_caches() -> None:
     """Forget settings and clients, so the next request reads the environment again."""
     reset_clients()
-    for factory in (get_settings, get_logger, get_metrics):
+    for factory in (get_settings, get_logger, metric_directive):
         factory.cache_clear()
 
 

@@ -31,6 +31,7 @@ from tests.conftest import (
     Configure,
     Invoke,
     LambdaEvent,
+    ReadLogs,
     Secrets,
     Serve,
     authorized_client,
@@ -343,13 +344,16 @@ def test_store_failure_refuses_the_call_with_503(
 
 
 def test_refusal_is_counted_in_the_budget_exceeded_metric(
-    budget: Callable[..., None], app: Callable[[], TestClient], capsys: pytest.CaptureFixture[str]
+    budget: Callable[..., None], app: Callable[[], TestClient], request_logs: ReadLogs
 ) -> None:
     budget("10")
     with app() as client:
         client.post("/chat", json={"message": "Hi", "store": False})
-    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
-    assert [record.get("BudgetExceeded") for record in records] == [[1.0]]
+    [line] = request_logs()
+    assert "BudgetExceeded" in {
+        metric["Name"] for metric in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
+    assert line["BudgetExceeded"] == 1
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import fastapi
 import pytest
 from scripts import build_function
 
@@ -202,6 +203,32 @@ def test_prune_removes_tests_caches_stubs_scripts_and_unused_modules_only(tmp_pa
     build_function.prune(tmp_path)
 
     assert sorted(str(path.relative_to(tmp_path)) for path in _files(tmp_path)) == sorted(kept)
+
+
+def test_source_patches_apply_to_the_locked_versions(tmp_path: Path) -> None:
+    # The dev venv installs the locked versions the artifact ships: its site-packages.
+    site_packages = Path(fastapi.__file__).parents[1]
+    for relative in build_function.SOURCE_PATCHES:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text((site_packages / relative).read_text())
+
+    build_function.patch_sources(tmp_path)
+
+    patched = (tmp_path / "fastapi/openapi/models.py").read_text()
+    assert '"defer_build": True' in patched
+    assert "model_rebuild()" not in patched
+    dotenv_source = (tmp_path / "pydantic_settings/sources/providers/dotenv.py").read_text()
+    assert "\nfrom dotenv import" not in dotenv_source
+    assert "        from dotenv import dotenv_values\n" in dotenv_source
+
+
+def test_a_source_patch_that_no_longer_matches_stops_the_build(tmp_path: Path) -> None:
+    for relative in build_function.SOURCE_PATCHES:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("class Changed: ...\n")
+
+    with pytest.raises(SystemExit, match="not there once"):
+        build_function.patch_sources(tmp_path)
 
 
 def test_compiled_bytecode_is_used_without_checking_timestamps(tmp_path: Path) -> None:

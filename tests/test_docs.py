@@ -70,6 +70,27 @@ def test_openapi_error_responses_use_the_error_shape(client: TestClient) -> None
     assert ref == "#/components/schemas/ErrorResponse"
 
 
+def test_every_error_response_refers_to_an_error_schema_the_document_defines(
+    client: TestClient,
+) -> None:
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status == "default" or status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    name = ref.removeprefix("#/components/schemas/")
+                    expected = "OpenAIErrorResponse" if path.startswith("/v1/") else "ErrorResponse"
+                    assert name == expected, (method, path, status)
+    assert components["ErrorResponse"]["required"] == ["error"]
+    assert components["OpenAIErrorResponse"]["properties"]["error"]["$ref"] == (
+        "#/components/schemas/OpenAIErrorDetail"
+    )
+    assert "FieldError" in components
+
+
 def test_operation_ids_are_the_route_names_client_generators_use(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from scripts import build_function
 
+from chat_api.main import create_app
 from tests.conftest import CLIENT_API_KEY, TEST_OPENAI_KEY, load_event
 from tests.fake_openai import FakeOpenAI, Reply, error_body
 
@@ -217,6 +218,22 @@ def test_every_route_answers_from_the_pruned_artifact(report: dict[str, Any]) ->
     ]
     chat = report["responses"][4]
     assert json.loads(chat["body"])["response"] == "Echo: Hello from sam local invoke"
+
+
+def test_the_artifacts_openapi_schema_is_the_apps(report: dict[str, Any]) -> None:
+    # The artifact builds FastAPI's OpenAPI models on first use (SOURCE_PATCHES).
+    label, _, _ = REQUESTS[3]
+    assert label == "OpenAPI schema"
+    served = json.loads(report["responses"][3]["body"])
+
+    # Served through the stage (/Prod), which the app names as its server.
+    assert served.pop("servers") == [{"url": "/Prod"}]
+    assert served == create_app().openapi()
+
+
+def test_python_dotenv_is_never_imported_on_lambda(report: dict[str, Any]) -> None:
+    # The function reads no .env: pydantic-settings imports it only to read one (SOURCE_PATCHES).
+    assert [name for name in report["loaded"] if name.split(".")[0] == "dotenv"] == []
 
 
 def test_the_modules_come_from_the_artifact(report: dict[str, Any], host_artifact: Path) -> None:

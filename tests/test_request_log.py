@@ -4,10 +4,12 @@ CloudWatch metrics as EMF; message text only when LOG_MESSAGE_CONTENT is on."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from fastapi.testclient import TestClient
 
+from chat_api.request_log import get_logger
 from tests.conftest import AppClient, Configure, ReadLogs
 from tests.fake_openai import FakeOpenAI, Reply, completion, error_body
 
@@ -85,16 +87,16 @@ def test_message_content_is_logged_only_when_enabled(
     assert line["content"]["answer"] == "Echo: debug me"
 
 
-def test_metrics_are_written_as_cloudwatch_emf(
-    client: TestClient, capsys: pytest.CaptureFixture[str]
+def test_the_request_line_carries_its_metrics_as_cloudwatch_emf(
+    client: TestClient, request_logs: ReadLogs
 ) -> None:
-    capsys.readouterr()
-
     client.post("/chat", json={"message": "hi"})
 
-    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    [line] = request_logs()
+    [directive] = line["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "ChatApi"
+    assert directive["Dimensions"] == [["service"]]
+    assert line["service"] == "chat-api"  # the dimension the template's alarm names
     names = {metric["Name"] for metric in directive["Metrics"]}
     assert names == {
         "Latency",
@@ -103,4 +105,23 @@ def test_metrics_are_written_as_cloudwatch_emf(
         "PromptTokens",
         "CompletionTokens",
     }
-    assert emf["PromptTokens"] == [9]
+    assert line["PromptTokens"] == 9
+    assert line["Latency"] == line["latency_ms"]
+
+
+def test_below_the_log_level_the_line_carries_the_metrics_alone(
+    client: TestClient, request_logs: ReadLogs
+) -> None:
+    logger = get_logger()  # LOG_LEVEL=WARN on Lambda: the Logger reads it when first made
+    previous = logger.log_level
+    logger.setLevel(logging.WARNING)
+    try:
+        client.post("/chat", json={"message": "a secret plan"})
+    finally:
+        logger.setLevel(previous)
+
+    [line] = request_logs()
+    assert "message" not in line
+    assert "request_id" not in line
+    assert line["PromptTokens"] == 9
+    assert line["service"] == "chat-api"

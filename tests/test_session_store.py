@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -253,6 +254,36 @@ def test_sqlite_locked_database_is_store_unavailable(tmp_path: Path) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_sqlite_store_works_again_once_the_lock_is_released(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    store = SQLiteSessionStore(path, busy_timeout_seconds=0.01)
+    holder = sqlite3.connect(path, autocommit=True)
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreUnavailable):
+        store.append(NewMessages(SESSION, pair("a"), create=True), now=NOW)
+    holder.execute("ROLLBACK")
+    holder.close()
+
+    store.append(NewMessages(SESSION, pair("a"), create=True), now=NOW)
+
+    assert store.load(SESSION.id, OWNER, NOW) is not None
+
+
+def test_sqlite_turn_is_committed_for_every_other_thread_and_process(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    store = SQLiteSessionStore(path)
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        writer.submit(store.append, NewMessages(SESSION, pair("a"), create=True), NOW).result()
+
+    loaded = store.load(SESSION.id, OWNER, NOW)
+    with closing(sqlite3.connect(path)) as other:
+        [(count,)] = other.execute("SELECT count(*) FROM messages").fetchall()
+
+    assert loaded is not None
+    assert [m.content for m in loaded.messages] == ["a", "re: a"]
+    assert count == 2
 
 
 def test_sqlite_unopenable_file_is_store_unavailable(tmp_path: Path) -> None:

@@ -13,10 +13,14 @@ from fastapi.routing import APIRoute
 from chat_api.body_limit import BodySizeLimitMiddleware
 from chat_api.clients import close_openai_client
 from chat_api.config import Settings, get_settings
-from chat_api.errors import error_responses, register_error_handlers, unexpected_error_response
+from chat_api.errors import (
+    document_error_schemas,
+    error_responses,
+    register_error_handlers,
+    unexpected_error_response,
+)
 from chat_api.request_log import RequestLogMiddleware
 from chat_api.routes import api_router
-from chat_api.schemas import ErrorResponse
 from chat_api.web_adapter import StagePathMiddleware
 
 logger = logging.getLogger(__name__)
@@ -40,13 +44,11 @@ def create_app() -> FastAPI:
         generate_unique_id_function=_operation_id,
         # "default" documents the error shape for any status, and stops FastAPI from declaring
         # its own 422 for validation errors (they are 400 here).
-        responses={
-            "default": {"model": ErrorResponse, "description": "Any error"},
-            **error_responses(404, 405),
-        },
+        responses=error_responses("default", 404, 405),
     )
     app.include_router(api_router)
     register_error_handlers(app)
+    document_error_schemas(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_allow_origins:
         app.add_middleware(
