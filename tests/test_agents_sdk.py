@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from agents import (
@@ -42,18 +43,24 @@ def service(
         _openai_shared.set_default_openai_client(None)  # type: ignore[arg-type]
 
 
+def run_agent(service: Service, agent: Agent[Any], prompt: str) -> object:
+    """The agent's final output for `prompt`, its SDK client pointed at the service."""
+
+    async def run() -> object:
+        async with service.async_client() as client:
+            set_default_openai_client(client, use_for_tracing=False)
+            result = await Runner.run(agent, prompt)
+        return result.final_output
+
+    return asyncio.run(run())
+
+
 def test_an_agent_gets_the_answer_through_the_responses_api(
     service: Service, fake_openai: FakeOpenAI
 ) -> None:
     agent = Agent(name="Assistant", instructions="Answer briefly.")
 
-    async def run() -> object:
-        async with service.async_client() as client:
-            set_default_openai_client(client, use_for_tracing=False)
-            result = await Runner.run(agent, "Hello there")
-        return result.final_output
-
-    assert asyncio.run(run()) == "Echo: Hello there"
+    assert run_agent(service, agent, "Hello there") == "Echo: Hello there"
     sent = fake_openai.requests[-1]
     assert (sent.method, sent.path) == ("POST", "/v1/responses")
     assert sent.json["model"] == get_default_model()
@@ -85,13 +92,7 @@ def test_an_agent_calls_a_function_tool_and_answers_with_its_result(
     fake_openai.enqueue(Reply(body=asks_for_the_tool), Reply(body=response_object("Sunny.")))
     agent = Agent(name="Assistant", tools=[weather])
 
-    async def run() -> object:
-        async with service.async_client() as client:
-            set_default_openai_client(client, use_for_tracing=False)
-            result = await Runner.run(agent, "Weather in Oslo?")
-        return result.final_output
-
-    assert asyncio.run(run()) == "Sunny."
+    assert run_agent(service, agent, "Weather in Oslo?") == "Sunny."
     assert calls == ["Oslo"]
     first, second = fake_openai.requests[-2:]
     assert [tool["name"] for tool in first.json["tools"]] == ["weather"]
