@@ -351,6 +351,36 @@ def test_async_stream_broken_off_midway_raises_api_error(
         asyncio.run(consume())
 
 
+def test_a_chunk_newer_than_the_sdks_types_is_relayed_as_openai_sent_it(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    # A finish reason and a field the SDK's types do not know: validation refuses the chunk,
+    # and it is built leniently instead, as the SDK itself builds chunks.
+    newer = chunk(finish_reason="a_reason_from_the_future") | {"obfuscation": "x1y2"}
+    fake_openai.enqueue(Reply(stream=[chunk("", role="assistant"), chunk("Hi"), newer]))
+
+    with service.client() as client:
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+        received = list(stream)
+
+    assert [c.choices[0].delta.content for c in received] == ["", "Hi", None]
+    last = received[-1]
+    assert last.choices[0].finish_reason == "a_reason_from_the_future"  # type: ignore[comparison-overlap]
+    assert last.to_dict()["obfuscation"] == "x1y2"
+
+
+@pytest.mark.parametrize("event", [b"42", b'"text"', b"[1, 2]", b"null"])
+def test_a_stream_event_that_is_not_an_object_raises_api_error(
+    service: Service, fake_openai: FakeOpenAI, event: bytes
+) -> None:
+    fake_openai.enqueue(Reply(stream=[chunk("", role="assistant"), event]))
+
+    with service.client() as client:
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+        with pytest.raises(openai.APIError, match="could not read"):
+            list(stream)
+
+
 # --- streaming as it happens -----------------------------------------------------------------
 
 

@@ -88,6 +88,29 @@ def test_chat_stream_with_a_malformed_chunk_ends_with_an_error_event(
     assert events[-1].json() == {"error": "OpenAI returned a response the service could not read."}
 
 
+def test_chat_stream_reads_a_chunk_newer_than_the_sdks_types(
+    http: httpx2.Client, fake_openai: FakeOpenAI
+) -> None:
+    newer = chunk("lo", finish_reason="a_reason_from_the_future")
+    fake_openai.enqueue(Reply(stream=[chunk("Hel", role="assistant"), newer]))
+
+    events = events_of(http.post("/chat", json=STREAM_HI))
+
+    assert [e.event for e in events] == ["delta", "delta", "done"]
+    assert events[-1].json()["response"] == "Hello"  # type: ignore[index]
+
+
+def test_chat_stream_with_an_event_that_is_not_an_object_ends_with_an_error_event(
+    http: httpx2.Client, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(stream=[chunk("Hel", role="assistant"), b"[1, 2]"]))
+
+    events = events_of(http.post("/chat", json=STREAM_HI))
+
+    assert [e.event for e in events] == ["delta", "error"]
+    assert events[-1].json() == {"error": "OpenAI returned a response the service could not read."}
+
+
 def test_chat_stream_without_content_ends_with_an_error_event(
     http: httpx2.Client, fake_openai: FakeOpenAI
 ) -> None:

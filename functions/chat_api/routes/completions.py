@@ -107,7 +107,7 @@ async def retrieve_model(model: str, settings: SettingsDep) -> Model:
 
 
 async def _chunks(
-    stream: AsyncStream[ChatCompletionChunk], upstream: Upstream, meter: Meter
+    stream: AsyncStream[object], upstream: Upstream, meter: Meter
 ) -> AsyncGenerator[ChatCompletionChunk]:
     async with meter:
         async for chunk in relay_chunks(stream, upstream, meter):

@@ -19,7 +19,7 @@ from chat_api.exceptions import (
 from chat_api.schemas import ChatDelta, ChatRequest, ChatResponse, Usage
 from chat_api.services.budget import completion_bound
 from chat_api.services.idempotency import Answered, new_claim, replay
-from chat_api.services.relay import relay_chunks, to_usage
+from chat_api.services.relay import open_chunk_stream, relay_chunks, to_usage
 from chat_api.services.sessions import new_session_id
 from chat_api.store.base import ClaimedResponse, Message, NewMessages, Session
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from openai import AsyncStream
     from openai.types import CompletionUsage
-    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+    from openai.types.chat import ChatCompletionMessageParam
 
     from chat_api.config import Settings
     from chat_api.services.budget import Budget, Meter
@@ -94,7 +94,7 @@ def fit_context(
 
 async def open_chat_stream(
     upstream: Upstream, settings: Settings, messages: list[ChatCompletionMessageParam]
-) -> AsyncStream[ChatCompletionChunk]:
+) -> AsyncStream[object]:
     """Start the turn's answer; failures before OpenAI's first byte raise here.
 
     Always streamed, also for a client that wants the whole answer: an attempt's timeout then
@@ -102,17 +102,14 @@ async def open_chat_stream(
     an answer that has started is never asked for (and paid for) twice.
     """
     upstream.log.model = settings.openai_model
-    return await upstream.call(
-        lambda client: client.chat.completions.create(
-            model=settings.openai_model,
-            messages=messages,
-            # Without a cap the model may write until its own maximum, at the owner's expense.
-            max_completion_tokens=settings.max_completion_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-        ),
-        streamed=True,
-    )
+    params = {
+        "model": settings.openai_model,
+        "messages": messages,
+        # Without a cap the model may write until its own maximum, at the owner's expense.
+        "max_completion_tokens": settings.max_completion_tokens,
+        "stream_options": {"include_usage": True},
+    }
+    return await upstream.call(lambda client: open_chunk_stream(client, params), streamed=True)
 
 
 def chat_bound(settings: Settings, messages: list[ChatCompletionMessageParam]) -> int:
@@ -127,7 +124,7 @@ def chat_bound(settings: Settings, messages: list[ChatCompletionMessageParam]) -
 
 
 async def stream_chat(
-    stream: AsyncStream[ChatCompletionChunk],
+    stream: AsyncStream[object],
     upstream: Upstream,
     settings: Settings,
     messages: list[ChatCompletionMessageParam],
@@ -269,7 +266,7 @@ class ChatTurn:
         self,
         pending: PendingTurn,
         request: ChatRequest,
-        chunks: AsyncStream[ChatCompletionChunk],
+        chunks: AsyncStream[object],
         meter: Meter,
     ) -> AsyncGenerator[ChatDelta | ChatResponse]:
         # The meter settles however the stream ends: answered, broken off, or hung up on.

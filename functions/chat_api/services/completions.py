@@ -18,13 +18,13 @@ from chat_api.services.guards import (
     check_service_tier,
     check_token_cap,
 )
-from chat_api.services.relay import to_usage
+from chat_api.services.relay import open_chunk_stream, to_usage
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from openai import AsyncOpenAI, AsyncStream
-    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+    from openai.types.chat import ChatCompletion
 
     from chat_api.compat_schemas import ChatCompletionRequest
     from chat_api.config import Settings
@@ -116,7 +116,7 @@ async def create_completion(
 
 async def open_completion_stream(
     upstream: Upstream, request: ChatCompletionRequest, settings: Settings, budget: Budget
-) -> tuple[AsyncStream[ChatCompletionChunk], Meter]:
+) -> tuple[AsyncStream[object], Meter]:
     """Start a streaming completion: failures before the first byte raise here, as usual.
 
     OpenAI is always asked for the usage chunk, which settles the budget; the meter returned
@@ -126,16 +126,12 @@ async def open_completion_stream(
     params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
     upstream.log.model = request.model
 
-    async def create(client: AsyncOpenAI) -> AsyncStream[ChatCompletionChunk]:
-        return cast(
-            "AsyncStream[ChatCompletionChunk]",
-            await client.chat.completions.create(stream=True, **params),
-        )
-
     meter = await budget.admit(lambda: completion_bound(params))
     async with meter.settling_on_failure():
         with refusal_is_the_clients():
-            stream = await upstream.call(create, streamed=True)
+            stream = await upstream.call(
+                lambda client: open_chunk_stream(client, params), streamed=True
+            )
     meter.answering()
     return stream, meter
 
