@@ -35,10 +35,10 @@ async def open_chunk_stream(
 ) -> AsyncStream[object]:
     """Start a streamed chat completion whose events arrive as parsed JSON (see `to_chunk`).
 
-    Sent with the SDK's public `post`, not `chat.completions.create`: `create` runs each call's
-    parameters through its transform, which changes nothing in plain-JSON chat parameters (they
-    have no aliases, files or dates) and costs more than the rest of the call, and it builds
-    every chunk with its recursive pure-Python constructor. `make bench` measures the gain.
+    Sent with the SDK's public `post`, not `chat.completions.create`: `create` runs the
+    parameters through the SDK's transform, which changes nothing in plain-JSON chat parameters
+    (they have no aliases, files or dates), and builds every chunk with its pure-Python
+    constructor: together over a third of a warm `/chat` (bench/README.md, third round).
     """
     return await client.post(
         "/chat/completions",
