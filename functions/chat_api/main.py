@@ -20,7 +20,7 @@ from chat_api.errors import (
     unexpected_error_response,
 )
 from chat_api.request_log import RequestLogMiddleware
-from chat_api.routes import api_router
+from chat_api.routes import ROUTERS
 from chat_api.web_adapter import StagePathMiddleware
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def create_app() -> FastAPI:
         # its own 422 for validation errors (they are 400 here).
         responses=error_responses("default", 404, 405),
     )
-    app.include_router(api_router)
+    for router in ROUTERS:
+        app.include_router(router)
     register_error_handlers(app)
     document_error_schemas(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,8 +1,6 @@
-"""Every route of the API, collected in one router for the app factory."""
+"""Every route of the API: the routers, in the order the app factory includes them."""
 
 from __future__ import annotations
-
-from fastapi import APIRouter
 
 from chat_api.routes import (
     chat,
@@ -15,12 +13,16 @@ from chat_api.routes import (
     usage,
 )
 
-api_router = APIRouter()
-api_router.include_router(chat.router)
-api_router.include_router(sessions.router)
-api_router.include_router(usage.router)
-api_router.include_router(completions.router)
-api_router.include_router(embeddings.router)
-api_router.include_router(responses.router)
-api_router.include_router(health.router)
-api_router.include_router(page.router)
+# Included one by one, not through one parent router: FastAPI checks an included router's
+# routes when it is included without a prefix, and for a router of routers that means building
+# every route's state at start-up; included directly, each router's is built on first use.
+ROUTERS = (
+    chat.router,
+    sessions.router,
+    usage.router,
+    completions.router,
+    embeddings.router,
+    responses.router,
+    health.router,
+    page.router,
+)
