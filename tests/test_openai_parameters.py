@@ -181,3 +181,44 @@ def test_a_value_openai_would_refuse_is_refused_naming_the_parameter(
 
     assert raised.value.param == param
     assert fake_openai.requests == []
+
+
+def test_a_streamed_completion_sends_openai_what_the_sdks_create_would(
+    service: Service, fake_openai: FakeOpenAI
+) -> None:
+    # The service posts streamed calls past the SDK's parameter transform (services/relay.py):
+    # what reaches OpenAI must be what `create` itself sends for the same parameters.
+    params: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}], "name": "ada"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "now", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "noon"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "now", "parameters": {}}}],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": {"type": "object"}},
+        },
+        "stream_options": {"include_usage": True},
+        **ORDINARY,
+    }
+    with service.client() as client:
+        list(client.chat.completions.create(stream=True, **params))
+    through_the_service = fake_openai.requests[-1].json
+
+    with openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-direct", max_retries=0) as sdk:
+        list(sdk.chat.completions.create(stream=True, **params))
+
+    assert through_the_service == fake_openai.requests[-1].json
