@@ -13,8 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from chat_api.exceptions import ClientKeyRejected
 from chat_api.web_adapter import request_context
@@ -39,8 +38,7 @@ FORWARDING_HEADERS = frozenset(
 LOOPBACK_HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     """The caller's stable id: safe to log and to scope data by; never the key itself."""
 
     id: str

@@ -12,8 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from chat_api.backoff import backoff_cap
 from chat_api.caller import client_key_caller_id
@@ -37,14 +36,13 @@ FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
-class SecretValues:
+class SecretValues(NamedTuple):
     """What the secret holds; empty where it holds nothing."""
 
     openai_api_key: str
     client_api_keys: tuple[str, ...]
     # Per-caller token budgets, by caller id (`key-<digest>`), never by the key itself.
-    token_budgets: dict[str, int] = field(default_factory=dict)
+    token_budgets: dict[str, int]
 
 
 class KeySource:
@@ -177,11 +175,11 @@ def _values_from_secret_string(secret_string: str) -> SecretValues:
     """The key stored plainly, or the fields of a JSON secret."""
     text = secret_string.strip()
     if not text.startswith("{"):
-        return SecretValues(openai_api_key=text, client_api_keys=())
+        return SecretValues(openai_api_key=text, client_api_keys=(), token_budgets={})
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
-        return SecretValues(openai_api_key="", client_api_keys=())
+        return SecretValues(openai_api_key="", client_api_keys=(), token_budgets={})
     # Text that starts with "{" and parses is a JSON object.
     key = document.get(KEY_FIELD)
     return SecretValues(

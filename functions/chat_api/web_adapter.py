@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from starlette.datastructures import Headers
 
@@ -37,8 +36,7 @@ def request_context(scope: Scope) -> dict[str, Any] | None:
     return _header_object(scope, REQUEST_CONTEXT_HEADER)
 
 
-@dataclass(frozen=True)
-class AdapterLambdaContext:
+class AdapterLambdaContext(NamedTuple):
     """The part of Lambda's context the adapter passes on that the app reads."""
 
     request_id: str | None

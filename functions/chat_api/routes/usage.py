@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter
 
 from chat_api.deps import BudgetDep
@@ -16,4 +14,4 @@ router = APIRouter(tags=["usage"])
 @router.get("/usage", responses=error_responses(401, 503))
 async def usage(budget: BudgetDep) -> UsageResponse:
     """Return this caller's token budget and what it has spent in the current period."""
-    return UsageResponse(**asdict(await budget.usage()))
+    return UsageResponse(**(await budget.usage())._asdict())

@@ -20,9 +20,8 @@ import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import anyio
 
@@ -60,8 +59,7 @@ RESPONSE_TEXT_PARTS = frozenset({"input_text", "output_text", "refusal"})
 MAYBE_BILLED = (DeadlineExceeded, UpstreamUnreachable, UpstreamBrokeOff)
 
 
-@dataclass(frozen=True, slots=True)
-class Period:
+class Period(NamedTuple):
     """One budget period (a UTC day or month): its name and when it resets."""
 
     kind: PeriodKind
@@ -153,8 +151,7 @@ def _unbounded(what: str, param: str) -> InvalidRequest:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetUsage:
+class BudgetUsage(NamedTuple):
     """A caller's own view of its budget (`GET /usage`)."""
 
     period: str
@@ -239,8 +236,7 @@ class Meter:
         await self.close(exc)
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
+class Budget(NamedTuple):
     """One caller's token budget in the current period, and the store that counts it."""
 
     caller: str

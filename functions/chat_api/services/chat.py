@@ -6,7 +6,7 @@ import asyncio
 from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import anyio
 
@@ -36,8 +36,7 @@ if TYPE_CHECKING:
     from chat_api.store.base import IdempotencyClaim, IdempotencyRecord, SessionStore
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """What OpenAI said."""
 
     content: str
@@ -45,8 +44,7 @@ class Answer:
     usage: Usage | None
 
 
-@dataclass(frozen=True, slots=True)
-class PendingTurn:
+class PendingTurn(NamedTuple):
     """A turn between loading its conversation and storing its answer."""
 
     # None when the client keeps the conversation and nothing is stored.

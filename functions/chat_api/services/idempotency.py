@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import anyio
 
@@ -71,8 +71,7 @@ class Accumulator[T](Protocol):
         """The whole answer as JSON once the stream has ended; None if it told of a failure."""
 
 
-@dataclass(frozen=True, slots=True)
-class Answered[T]:
+class Answered[T](NamedTuple):
     """An answer (`/chat`'s model, `/v1`'s JSON), and whether it is a stored one replayed."""
 
     answer: T

@@ -6,8 +6,7 @@ What decides (who owns a session, when it and an idempotency claim expire) is in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -15,8 +14,7 @@ if TYPE_CHECKING:
 Role = Literal["user", "assistant"]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One stored message: who said it, what, and when."""
 
     role: Role
@@ -24,8 +22,7 @@ class Message:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+class Session(NamedTuple):
     """A conversation's header: its id, the caller that owns it, and its lifetime."""
 
     id: str
@@ -34,16 +31,14 @@ class Session:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Conversation:
+class Conversation(NamedTuple):
     """A session and its messages, oldest first."""
 
     session: Session
     messages: list[Message]
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
+class IdempotencyClaim(NamedTuple):
     """A request's hold on an idempotency key while it runs.
 
     `record_id` is a digest of the caller and the key, `fingerprint` one of the request body;
@@ -57,8 +52,7 @@ class IdempotencyClaim:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyRecord:
+class IdempotencyRecord(NamedTuple):
     """An earlier request with the same key: its body digest and, once done, its answer."""
 
     fingerprint: str
@@ -68,16 +62,14 @@ class IdempotencyRecord:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedResponse:
+class ClaimedResponse(NamedTuple):
     """The answer of the request that holds `claim`, stored with its turn."""
 
     claim: IdempotencyClaim
     response: str
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessages:
+class NewMessages(NamedTuple):
     """Messages to add after every stored one of `session`, together and atomically."""
 
     session: Session
@@ -88,8 +80,7 @@ class NewMessages:
     claimed_response: ClaimedResponse | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MessagePage:
+class MessagePage(NamedTuple):
     """Some of a conversation's messages, oldest first, with the position of each."""
 
     session: Session
@@ -99,8 +90,7 @@ class MessagePage:
     more: bool
 
 
-@dataclass(frozen=True, slots=True)
-class OwnedResponse:
+class OwnedResponse(NamedTuple):
     """A response stored at OpenAI (Responses API), and the caller that created it."""
 
     id: str
@@ -172,8 +162,7 @@ class SessionStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetAccount:
+class BudgetAccount(NamedTuple):
     """One caller's tally for one budget period, and when its record may be forgotten."""
 
     caller: str
@@ -181,8 +170,7 @@ class BudgetAccount:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetTally:
+class BudgetTally(NamedTuple):
     """What an account holds: tokens spent (settled), and reserved by calls still running."""
 
     spent: int = 0
