@@ -76,6 +76,22 @@ SOURCE_PATCHES: dict[str, list[tuple[str, str]]] = {
             "\n",
         ),
     ],
+    # FastAPI builds a TypeAdapter for every parameter, body and response of every route when
+    # the route registers; built on first use instead, a request builds only its own route's,
+    # still inside FastAPI's filter of a warning pydantic gives for these adapters.
+    "fastapi/_compat/v2.py": [
+        ("from functools import lru_cache\n", "from functools import cached_property, lru_cache\n"),
+        (
+            "    def __post_init__(self) -> None:\n        with warnings.catch_warnings():\n",
+            "    @cached_property\n"
+            "    def _type_adapter(self) -> TypeAdapter[Any]:\n"
+            "        with warnings.catch_warnings():\n",
+        ),
+        (
+            "            self._type_adapter: TypeAdapter[Any] = TypeAdapter(\n",
+            "            return TypeAdapter(\n",
+        ),
+    ],
     # pydantic-settings imports python-dotenv for its `.env` source; the function sets no
     # `env_file`, so only a local run that reads a `.env` needs it.
     "pydantic_settings/sources/providers/dotenv.py": [
