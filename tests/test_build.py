@@ -7,6 +7,7 @@ has no build), `make test` builds first and runs them, as does `pytest -m artifa
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import re
@@ -238,6 +239,57 @@ def test_compiled_bytecode_is_used_without_checking_timestamps(tmp_path: Path) -
 
     pyc = tmp_path / "__pycache__" / f"module.{sys.implementation.cache_tag}.pyc"
     assert int.from_bytes(pyc.read_bytes()[4:8], "little") == UNCHECKED_HASH_FLAGS
+
+
+def _load_compiled(root: Path, module: str) -> Any:
+    """Run the `.pyc` the build wrote for `module` (under `root`), not its source."""
+    source = root.joinpath(*module.split(".")).with_suffix(".py")
+    compiled = importlib.util.cache_from_source(str(source))
+    loader = importlib.machinery.SourcelessFileLoader(module, compiled)
+    spec = importlib.util.spec_from_loader(module, loader)
+    assert spec is not None
+    loaded = importlib.util.module_from_spec(spec)
+    loader.exec_module(loaded)
+    return loaded
+
+
+def test_dependencies_bytecode_drops_docstrings_but_the_apps_and_schema_classes(
+    tmp_path: Path,
+) -> None:
+    documented = (
+        '"""Module."""\n'
+        "import dataclasses\n"
+        "def function():\n"
+        '    """Function."""\n'
+        "class Plain:\n"
+        '    """Plain class."""\n'
+        "    def method(self):\n"
+        '        """Method."""\n'
+        "        return 1\n"
+        "@dataclasses.dataclass\n"
+        "class Record:\n"
+        '    """Record."""\n'
+    )
+    for package in ["dependency", "openai", "chat_api"]:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "module.py").write_text(documented)
+
+    build_function.compile_bytecode(tmp_path)
+
+    dependency = _load_compiled(tmp_path, "dependency.module")
+    assert dependency.__doc__ is None
+    assert dependency.function.__doc__ is None
+    assert dependency.Plain.__doc__ is None
+    assert dependency.Plain().method() == 1  # the body left runs as before
+    assert dependency.Plain.method.__doc__ is None
+    # A dataclass without a docstring would compute its signature for one.
+    assert dependency.Record.__doc__ == "Record."
+    schema_package = _load_compiled(tmp_path, "openai.module")
+    assert schema_package.function.__doc__ is None
+    assert schema_package.Plain.__doc__ == "Plain class."  # a schema's description
+    app = _load_compiled(tmp_path, "chat_api.module")
+    assert (app.__doc__, app.function.__doc__) == ("Module.", "Function.")
+    assert app.Plain.method.__doc__ == "Method."
 
 
 # What `make build` produced

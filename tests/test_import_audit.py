@@ -236,6 +236,15 @@ def test_python_dotenv_is_never_imported_on_lambda(report: dict[str, Any]) -> No
     assert [name for name in report["loaded"] if name.split(".")[0] == "dotenv"] == []
 
 
+def test_what_only_an_unused_feature_needs_is_never_imported_on_lambda(
+    report: dict[str, Any],
+) -> None:
+    # Powertools' Metrics, Tracer, the Logger's JMESPath; Starlette's debug page (SOURCE_PATCHES)
+    unused = {"aws_lambda_powertools.metrics", "aws_lambda_powertools.tracing", "jmespath", "html"}
+    loaded = {name for name in report["loaded"] if name.startswith(tuple(unused))}
+    assert loaded == set()
+
+
 def test_the_modules_come_from_the_artifact(report: dict[str, Any], host_artifact: Path) -> None:
     for package in ["chat_api", "fastapi", "openai", "pydantic", "aws_lambda_powertools"]:
         assert Path(report["loaded"][package]).is_relative_to(host_artifact), package
