@@ -2,6 +2,8 @@
 
 Times are epoch seconds passed in by the caller, so the stores read no clock of their own.
 What decides (who owns a session, when it and an idempotency claim expire) is in `rules`.
+The records here and across the app are `NamedTuple`s: immutable as frozen dataclasses, and a
+quarter of their cost to create at cold start (bench/README.md, "Issue 15, fourth round").
 """
 
 from __future__ import annotations
