@@ -198,6 +198,18 @@ def test_first_chat_in_a_fresh_container_imports_no_aws_sdk(
     assert json.loads(result.stdout.splitlines()[-1]) == [0, 200, False]
 
 
+def test_the_handler_imports_openai_before_the_app() -> None:
+    # Beneath chat_api.main, openai's classes were built across a frame-stack chunk boundary,
+    # which CPython 3.13.0 maps and unmaps at every crossing (handler.py, README).
+    code = (
+        "import sys; import chat_api.handler; loaded = list(sys.modules); "
+        "print(loaded.index('openai') < loaded.index('fastapi') < loaded.index('chat_api.main'))"
+    )
+    result = run_python(code, env={"OPENAI_API_KEY": "sk-test"})
+
+    assert result.stdout.splitlines()[-1] == "True"
+
+
 def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
     for dependency in dependant.dependencies:
         yield dependency

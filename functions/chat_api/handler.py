@@ -13,6 +13,11 @@ gc.disable()
 import asyncio  # noqa: E402 (imported with the collector off, as everything below)
 from typing import TYPE_CHECKING  # noqa: E402
 
+# openai first, from the top level, as a bare handler imports it. CPython 3.13 releases without
+# the gh-142183 fix (this machine's 3.13.0) unmap a 16 KiB chunk of the frame stack each time
+# a call returns across a chunk boundary; imported beneath chat_api.main, openai's classes were
+# built right on one: 3,300 mmap/munmap pairs, each page faulting (README, "The artifact").
+import openai  # noqa: E402, F401
 from mangum import Mangum  # noqa: E402
 from mangum.handlers import APIGateway  # noqa: E402
 
