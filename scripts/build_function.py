@@ -124,6 +124,78 @@ SOURCE_PATCHES: dict[str, list[tuple[str, str]]] = {
             "                from aws_lambda_powertools.utilities import jmespath_utils\n\n",
         ),
     ],
+    # FastAPI's OpenAPI models (deferred above, yet ~40 classes) and its security schemes are
+    # imported by every app: `params` and `param_functions` name `Example` in annotations,
+    # `openapi.utils` builds `OpenAPI` only in `get_openapi`, and the dependency analysis
+    # imports `fastapi.security` (whose modules import the models) for an `isinstance` and an
+    # `issubclass` check. Annotations kept as strings, the import moved into `get_openapi`,
+    # and the checks made against the security classes only once something has imported them
+    # (nothing can be an instance of a class no module has loaded): only `/docs`,
+    # `/openapi.json` and an app with a security scheme import either.
+    "fastapi/params.py": [
+        ("import re\n", "from __future__ import annotations\n\nimport re\n"),
+        (
+            "from fastapi.openapi.models import Example\n",
+            "from typing import TYPE_CHECKING\n\n"
+            "if TYPE_CHECKING:\n    from fastapi.openapi.models import Example\n",
+        ),
+    ],
+    "fastapi/param_functions.py": [
+        ("import re\n", "from __future__ import annotations\n\nimport re\n"),
+        (
+            "from fastapi.openapi.models import Example\n",
+            "from typing import TYPE_CHECKING\n\n"
+            "if TYPE_CHECKING:\n    from fastapi.openapi.models import Example\n",
+        ),
+    ],
+    "fastapi/openapi/utils.py": [
+        ("from fastapi.openapi.models import OpenAPI\n", ""),
+        (
+            "    return jsonable_encoder(OpenAPI(**output)",
+            "    from fastapi.openapi.models import OpenAPI\n\n"
+            "    return jsonable_encoder(OpenAPI(**output)",
+        ),
+    ],
+    "fastapi/dependencies/models.py": [
+        ("from fastapi.security.base import SecurityBase\n", "import sys\n"),
+        (
+            "    unwrapped = _unwrapped_call(dependant.call)\n"
+            "    return isinstance(unwrapped, SecurityBase)\n",
+            '    base = sys.modules.get("fastapi.security.base")\n'
+            "    if base is None:\n        return False\n"
+            "    unwrapped = _unwrapped_call(dependant.call)\n"
+            "    return isinstance(unwrapped, base.SecurityBase)\n",
+        ),
+        (
+            "def _get_security_scheme(*, dependant: Dependant) -> SecurityBase:\n",
+            'def _get_security_scheme(*, dependant: Dependant) -> "SecurityBase":\n'
+            "    from fastapi.security.base import SecurityBase\n\n",
+        ),
+    ],
+    "fastapi/dependencies/utils.py": [
+        ("from fastapi.security.oauth2 import SecurityScopes\n", ""),
+        (
+            "    elif lenient_issubclass(type_annotation, SecurityScopes):\n",
+            "    elif lenient_issubclass(type_annotation, _security_scopes()):\n",
+        ),
+        (
+            "            SecurityScopes,\n        ),\n",
+            "            _security_scopes(),\n        ),\n",
+        ),
+        (
+            "        values[dependant.security_scopes_param_name] = SecurityScopes(\n",
+            "        from fastapi.security.oauth2 import SecurityScopes\n\n"
+            "        values[dependant.security_scopes_param_name] = SecurityScopes(\n",
+        ),
+        (
+            "\n\ndef get_typed_signature(",
+            "\n\nclass _NoSecurityScopes:\n    pass\n\n\n"
+            "def _security_scopes() -> type:\n"
+            '    oauth2 = sys.modules.get("fastapi.security.oauth2")\n'
+            "    return _NoSecurityScopes if oauth2 is None else oauth2.SecurityScopes\n"
+            "\n\ndef get_typed_signature(",
+        ),
+    ],
     # Starlette's error middleware imports `html` (and its table of 2,000 entities) for the
     # debug page's traceback, which `debug=False` (this app) never renders.
     "starlette/middleware/errors.py": [

@@ -4,7 +4,8 @@
 REPORT`, so that only the artifact is on sys.path, as in /var/task. The events come as a JSON
 list on stdin; `{session_id}` in an event's path or body stands for the `session_id` of the
 latest response that had one. It writes REPORT, JSON: each response's status and body, each
-loaded module's file, and each import no finder could satisfy, with the module that asked.
+loaded module's file, the modules loaded when the first response was ready, and each import
+no finder could satisfy, with the module that asked.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main(artifact: str, report_path: str) -> None:
     from chat_api.handler import handler
 
     responses = []
+    cold: list[str] = []
     session_id = ""
     for event in events:
         for field in ("path", "body"):
@@ -63,12 +65,19 @@ def main(artifact: str, report_path: str) -> None:
         if response["headers"].get("content-type") == "application/json" and body:
             session_id = json.loads(body).get("session_id") or session_id
         responses.append({"status": response["statusCode"], "body": body})
+        if len(responses) == 1:  # a cold start: the import and the first request
+            cold = sorted(sys.modules)
     loaded = {
         name: module.__file__
         for name, module in sorted(sys.modules.items())
         if getattr(module, "__file__", None)
     }
-    report = {"responses": responses, "loaded": loaded, "looked_for": looked_for.imports}
+    report = {
+        "responses": responses,
+        "loaded": loaded,
+        "loaded_by_the_first": cold,
+        "looked_for": looked_for.imports,
+    }
     with open(report_path, "w") as file:
         json.dump(report, file)
 

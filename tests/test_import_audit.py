@@ -245,6 +245,21 @@ def test_what_only_an_unused_feature_needs_is_never_imported_on_lambda(
     assert loaded == set()
 
 
+def test_a_cold_start_imports_no_openapi_model_nor_security_scheme(
+    report: dict[str, Any],
+) -> None:
+    # Only /docs, /openapi.json and a security scheme need them (SOURCE_PATCHES).
+    label, _, _ = REQUESTS[0]
+    assert label.startswith("OpenAI's 429")
+    cold = report["loaded_by_the_first"]
+    assert "chat_api.routes.chat" in cold
+    assert [
+        name for name in cold if name.startswith(("fastapi.openapi.models", "fastapi.security"))
+    ] == []
+    # The OpenAPI schema request (REQUESTS[3]) imports the models.
+    assert "fastapi.openapi.models" in report["loaded"]
+
+
 def test_the_modules_come_from_the_artifact(report: dict[str, Any], host_artifact: Path) -> None:
     for package in ["chat_api", "fastapi", "openai", "pydantic", "aws_lambda_powertools"]:
         assert Path(report["loaded"][package]).is_relative_to(host_artifact), package
@@ -276,3 +291,60 @@ def test_the_app_never_reads_the_sdks_beta_apis() -> None:
     # KNOWN_IMPORTS's reason for openai._client: `client.beta` would import a pruned module.
     for source in APP_SOURCE.rglob("*.py"):
         assert not re.search(r"\.beta\b", source.read_text()), source
+
+
+SECURED_APP = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+from fastapi import FastAPI, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+
+app = FastAPI()
+
+
+def user(scopes: SecurityScopes, token: HTTPAuthorizationCredentials = Security(HTTPBearer())):
+    return {"scopes": scopes.scopes, "token": token.credentials}
+
+
+@app.get("/me")
+def me(found: dict = Security(user, scopes=["read"])):
+    return found
+
+
+async def get_me(headers):
+    scope = {"type": "http", "method": "GET", "path": "/me", "headers": headers,
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1)}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return [sent[0]["status"], json.loads(sent[1]["body"])]
+
+
+print(json.dumps([
+    asyncio.run(get_me([(b"authorization", b"Bearer t0k3n")])),
+    asyncio.run(get_me([]))[0],
+    app.openapi()["components"]["securitySchemes"],
+]))
+"""
+
+
+def test_the_patched_fastapi_still_serves_security_schemes(host_artifact: Path) -> None:
+    # SOURCE_PATCHES check for them only once something has imported fastapi.security.
+    served = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", SECURED_APP, host_artifact],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert served.returncode == 0, served.stderr
+
+    authorized, unauthorized, schemes = json.loads(served.stdout)
+    assert authorized == [200, {"scopes": ["read"], "token": "t0k3n"}]
+    assert unauthorized == 401
+    assert schemes == {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
